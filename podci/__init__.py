@@ -1,0 +1,1 @@
+"""The `podci` command and the embedded single-machine stack it can start."""

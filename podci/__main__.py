@@ -1,0 +1,3 @@
+from podci.cli import main
+
+main()

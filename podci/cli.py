@@ -1,0 +1,209 @@
+"""The `podci` command. Each subcommand reads `Settings` from the environment once and passes it on."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+import click
+from pydantic import ValidationError
+from redis import Redis
+from rich.console import Console
+
+from podci.embedded import child_worker, embedded_redis
+from podci.example import example_repo
+from podci.progress import follow, summary
+from schemas.errors import describe
+from schemas.record import BuildRecord, BuildState
+from schemas.request import BuildRequest, Revision
+from schemas.settings import Settings
+from workers.app import QUEUE_NEW, QUEUE_STEPS, make_app
+from workers.backends.select import make_backend
+from workers.store import BuildStore
+from workers.submit import submit
+
+EXIT_CODES = {BuildState.succeeded: 0, BuildState.failed: 1}
+
+
+def load_settings(**overrides: object) -> Settings:
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise click.UsageError(describe(exc, "the podci configuration (PODCI_* variables)")) from None
+
+
+@contextmanager
+def redis_url(settings: Settings) -> Iterator[tuple[str, bool]]:
+    """The configured Redis, or an embedded one in the state directory. Yields (url, embedded)."""
+    if settings.redis_url:
+        yield settings.redis_url, False
+        return
+    data = settings.state_dir / "redis"
+    data.mkdir(parents=True, exist_ok=True)
+    with embedded_redis(data) as url:
+        yield url, True
+
+
+@click.group()
+def cli() -> None:
+    """podci: every pull request tested in its own throwaway environment."""
+
+
+def _current_branch(repo: Path) -> str:
+    proc = subprocess.run(
+        ["git", "-C", str(repo), "symbolic-ref", "--quiet", "--short", "HEAD"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if proc.returncode != 0:
+        raise click.UsageError(f"{repo} is not a git repository on a branch; pass --source REF")
+    return proc.stdout.strip()
+
+
+def _request(settings: Settings, repo: Path | None, source: str | None, target: str | None,
+             job: str | None) -> BuildRequest:  # fmt: skip
+    if repo is None:
+        repo = example_repo(settings.state_dir / "example-repo")
+        source, target = source or "feature", target or "main"
+        job = job or "example"
+        name = "example"
+    else:
+        name = repo.resolve().name
+    repo = repo.resolve()
+    if not (repo / ".git").exists() and not (repo / "HEAD").exists():
+        raise click.UsageError(f"{repo} is not a git repository")
+    url = str(repo)
+    try:
+        return BuildRequest(
+            job=job or settings.job_default,
+            repo=name,
+            source=Revision(clone_url=url, ref=source or _current_branch(repo)),
+            target=Revision(clone_url=url, ref=target) if target else None,
+            triggered_by=os.environ.get("USER", "unknown"),
+        )
+    except ValidationError as exc:
+        raise click.UsageError(describe(exc, "the build request")) from None
+
+
+@cli.command()
+@click.option("--repo", type=click.Path(exists=True, file_okay=False, path_type=Path), help="default: the example")
+@click.option("--source", help="the branch to test (default: the repository's current branch)")
+@click.option("--target", help="the branch to merge it into first (default: none)")
+@click.option("--backend", type=click.Choice(["local", "kubernetes"]), help="default: PODCI_BACKEND or local")
+@click.option("--job", help="JOB_NAME of the build (default: PODCI_JOB_DEFAULT)")
+@click.option("--json", "as_json", is_flag=True, help="print the final build record as JSON on stdout")
+def run(repo: Path | None, source: str | None, target: str | None, backend: str | None, job: str | None,
+        as_json: bool) -> None:  # fmt: skip
+    """Run one build from start to finish through the queue and a worker.
+
+    Exit code 0: succeeded, 1: the tests (or the merge) failed, 2: error or stopped.
+    """
+    settings = load_settings(backend=backend)
+    console = Console(stderr=as_json)
+    request = _request(settings, repo, source, target, job)
+    with ExitStack() as stack:
+        url, embedded = stack.enter_context(redis_url(settings))
+        settings = settings.model_copy(update={"redis_url": url})
+        worker = None
+        if embedded:
+            env = {**os.environ, "PODCI_REDIS_URL": url, "PODCI_BACKEND": settings.backend,
+                   "PODCI_STATE_DIR": str(settings.state_dir)}  # fmt: skip
+            log_path = settings.state_dir / "worker.log"
+            worker = stack.enter_context(child_worker(env, log_path, settings.worker_concurrency))
+            console.print(f"[dim]embedded Redis at {url}; worker log: {log_path}[/dim]")
+        app = make_app(settings)
+        store = BuildStore(Redis.from_url(url))
+        record = submit(app, store, settings, request)
+
+        def check() -> None:
+            if worker is not None and worker.poll() is not None:
+                raise click.ClickException(
+                    f"the worker exited with code {worker.returncode}; see {settings.state_dir / 'worker.log'}"
+                )
+
+        def watch() -> BuildRecord:
+            return follow(lambda: _get(store, record.id), console, lambda: time.sleep(0.2), check)
+
+        signal.signal(signal.SIGTERM, _interrupt)
+        try:
+            final = watch()
+        except KeyboardInterrupt:
+            console.print("cancelling: the build stops at its next step and is torn down (again to abort) …")
+            store.cancel(record.id)
+            try:
+                final = watch()
+            except KeyboardInterrupt:
+                console.print(f"aborted: removing what build {record.id} left on this machine")
+                make_backend(settings).teardown(record.name)
+                sys.exit(2)
+    _finish(final, console, as_json)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    """SIGTERM is handled like Ctrl-C, so the build is cancelled and torn down, not left running."""
+    raise KeyboardInterrupt
+
+
+def _get(store: BuildStore, build_id: str) -> BuildRecord:
+    record = store.get(build_id)
+    if record is None:
+        raise click.ClickException(f"build {build_id} disappeared from Redis")
+    return record
+
+
+def _finish(record: BuildRecord, console: Console, as_json: bool) -> None:
+    console.print(summary(record))
+    if as_json:
+        click.echo(record.model_dump_json(indent=2))
+    sys.exit(EXIT_CODES.get(record.state, 2))
+
+
+@cli.command()
+@click.argument("build_id")
+@click.option("--json", "as_json", is_flag=True, help="print the build record as JSON")
+def status(build_id: str, as_json: bool) -> None:
+    """Show one build: its steps, result and where its logs are."""
+    settings = load_settings()
+    with redis_url(settings) as (url, _):
+        record = BuildStore(Redis.from_url(url)).get(build_id)
+    if record is None:
+        raise click.ClickException(f"no build {build_id!r} in {'this Redis' if settings.redis_url else settings.state_dir}")
+    if as_json:
+        click.echo(record.model_dump_json(indent=2))
+    else:
+        Console().print(summary(record))
+
+
+@cli.command()
+@click.option("--concurrency", type=int, help="parallel steps (default: PODCI_WORKER_CONCURRENCY)")
+@click.option("--beat", is_flag=True, help="also run the periodic reconciler in this process")
+@click.option("--loglevel", default="INFO", show_default=True)
+def worker(concurrency: int | None, beat: bool, loglevel: str) -> None:
+    """A Celery worker for the pipeline (needs PODCI_REDIS_URL)."""
+    settings = load_settings(worker_concurrency=concurrency)
+    app = make_app(settings)
+    argv = ["worker", "--queues", f"{QUEUE_STEPS},{QUEUE_NEW}", "--concurrency", str(settings.worker_concurrency),
+            "--loglevel", loglevel, "--events", "--without-gossip", "--without-mingle"]  # fmt: skip
+    if beat:
+        settings.state_dir.mkdir(parents=True, exist_ok=True)
+        argv += ["--beat", "--schedule", str(settings.state_dir / "celerybeat-schedule")]
+    app.worker_main(argv)
+
+
+@cli.command()
+@click.option("--loglevel", default="INFO", show_default=True)
+def beat(loglevel: str) -> None:
+    """The periodic reconciler alone (run exactly one per Redis)."""
+    settings = load_settings()
+    app = make_app(settings)
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    app.start(["beat", "--loglevel", loglevel, "--schedule", str(settings.state_dir / "celerybeat-schedule")])
+
+
+def main() -> None:
+    cli(prog_name="podci")

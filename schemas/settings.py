@@ -1,0 +1,57 @@
+"""All configuration in one typed object, read from `PODCI_*` environment variables and passed in."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_state_dir() -> Path:
+    return Path.home() / ".local" / "state" / "podci"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PODCI_", extra="ignore", frozen=True)
+
+    redis_url: str | None = Field(
+        default=None, description="Celery broker and build records; unset: `podci run` embeds a Redis"
+    )
+    backend: Literal["local", "kubernetes"] = "local"
+    state_dir: Path = Field(default_factory=_default_state_dir, description="checkouts, volumes, logs")
+    worker_concurrency: int = Field(default=2, ge=1)
+    # Waiting steps look again after a pause that grows with how long they have waited, between these.
+    recheck_min: float = Field(default=0.25, gt=0)
+    recheck_max: float = Field(default=5.0, gt=0)
+    # A build whose next step is overdue by this much is re-sent by the reconciler (lost message,
+    # killed worker). Duplicates are harmless: every message is fenced by the record's `seq`.
+    stall_grace: float = Field(default=30.0, gt=0)
+    reconcile_interval: float = Field(default=10.0, gt=0)
+    visibility_timeout: int = Field(default=3600, ge=10)
+    transient_retries: int = Field(default=5, ge=0)
+    teardown_grace: float = Field(default=3.0, ge=0)
+    log_tail_lines: int = Field(default=40, ge=1)
+    job_default: str = "local"
+
+    @property
+    def checkouts_dir(self) -> Path:
+        return self.state_dir / "checkouts"
+
+    @property
+    def builds_dir(self) -> Path:
+        return self.state_dir / "builds"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+    def require_redis_url(self) -> str:
+        """Processes that share a queue with others cannot invent their own Redis."""
+        if not self.redis_url:
+            raise SystemExit(
+                "PODCI_REDIS_URL is not set: point it at the Redis that holds the queue, "
+                "e.g. PODCI_REDIS_URL=redis://localhost:6379/0"
+            )
+        return self.redis_url

@@ -1,0 +1,1 @@
+"""The build pipeline: Celery tasks, one per step, and the cluster backends they drive."""

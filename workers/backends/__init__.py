@@ -1,0 +1,1 @@
+"""Cluster backends: where a build's Service, volume and pod actually live."""

@@ -1,0 +1,48 @@
+"""Names for a build's objects: DNS-1123 labels that stay stable and unique when truncated."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+MAX_LABEL = 63
+_HASH_LEN = 8
+
+
+def _slug(text: str) -> str:
+    text = re.sub(r"[^a-z0-9-]+", "-", text.lower())
+    return re.sub(r"-{2,}", "-", text).strip("-")
+
+
+def dns_label(text: str, *, max_len: int = MAX_LABEL) -> str:
+    """Lowercase `[a-z0-9-]`, at most `max_len`, starting and ending alphanumeric.
+
+    When anything had to change or be cut, a hash of the original is appended so that two different
+    inputs never land on the same name (`Team/App` and `team-app` differ).
+    """
+    slug = _slug(text) or "x"
+    if slug == text and len(slug) <= max_len:
+        return slug
+    digest = hashlib.sha256(text.encode()).hexdigest()[:_HASH_LEN]
+    head = slug[: max_len - _HASH_LEN - 1].rstrip("-")
+    return f"{head}-{digest}" if head else digest
+
+
+def build_name(job: str, number: int) -> str:
+    """`{job}-{number}`, with the number always kept whole so consecutive builds stay readable."""
+    suffix = f"-{number}"
+    job_part = dns_label(job, max_len=MAX_LABEL - len(suffix))
+    return f"{job_part}{suffix}"
+
+
+def attempt_name(build: str, attempt: int) -> str:
+    """A relaunched pod gets `-a2`, `-a3`; the first keeps the build name."""
+    if attempt <= 1:
+        return build
+    suffix = f"-a{attempt}"
+    return dns_label(build, max_len=MAX_LABEL - len(suffix)) + suffix
+
+
+def env_suffix(name: str) -> str:
+    """Port name -> environment variable suffix: `http-alt` -> `HTTP_ALT`."""
+    return re.sub(r"[^A-Za-z0-9]", "_", name).upper()

@@ -1,0 +1,21 @@
+"""Start a build: write its record, then send its first step. Used by the CLI and the webhook receiver."""
+
+from __future__ import annotations
+
+import time
+
+from celery import Celery
+
+from schemas.record import BuildRecord
+from schemas.request import BuildRequest
+from schemas.settings import Settings
+from workers.store import BuildStore
+from workers.tasks import send
+
+
+def submit(app: Celery, store: BuildStore, settings: Settings, request: BuildRequest) -> BuildRecord:
+    # The record is written first and is due at once plus the grace: if this process dies before the
+    # message is sent, the reconciler sends it; if both happen, the duplicate is fenced out.
+    record = store.create(request, log_root=str(settings.logs_dir), due=time.time() + settings.stall_grace)
+    send(app, record.step, record.id, record.seq)
+    return record

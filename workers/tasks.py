@@ -1,0 +1,145 @@
+"""The Celery tasks: `podci.<step>` for each pipeline step, and `podci.reconcile`.
+
+Exactly one message per build is live at a time. It carries the record's `seq`; a task whose `seq`
+no longer matches is a duplicate (redelivered after a worker died, or re-sent by the reconciler) and
+does nothing. The step's effects are idempotent; moving the record on is a compare-and-set on `seq`,
+and only the winner sends the next message. If a worker dies between the two, the record's due time
+passes and `podci.reconcile` sends the message again.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+from celery import Celery, Task
+from celery.utils.time import get_exponential_backoff_interval
+from redis import Redis
+
+from schemas.record import BuildRecord, BuildState, StepState, utcnow
+from schemas.settings import Settings
+from workers import pipeline
+from workers.backends.select import make_backend
+from workers.errors import PermanentError, TransientError
+from workers.pipeline import STEPS, Outcome, Stop, Wait
+from workers.steps import STEP_FUNCTIONS, Runtime
+from workers.store import BuildStore
+
+log = logging.getLogger("podci.pipeline")
+
+
+class _Process:
+    """Per-process connections: a prefork child must not share its parent's Redis socket."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._pid = -1
+        self._store: BuildStore | None = None
+        self._runtime: Runtime | None = None
+
+    def _ensure(self) -> None:
+        if self._pid != os.getpid():
+            self._store = BuildStore(Redis.from_url(self.settings.require_redis_url()))
+            self._runtime = Runtime(self.settings, make_backend(self.settings))
+            self._pid = os.getpid()
+
+    @property
+    def store(self) -> BuildStore:
+        self._ensure()
+        assert self._store is not None
+        return self._store
+
+    @property
+    def runtime(self) -> Runtime:
+        self._ensure()
+        assert self._runtime is not None
+        return self._runtime
+
+
+def send(app: Celery, step: str, build_id: str, seq: int, countdown: float = 0) -> None:
+    app.send_task(f"podci.{step}", args=[build_id, seq], countdown=countdown or None)
+
+
+def _attempt(proc: _Process, step: str, record: BuildRecord, task: Task) -> Outcome:
+    try:
+        return STEP_FUNCTIONS[step](proc.runtime, record)
+    except TransientError as exc:
+        tries = task.request.retries
+        if tries < proc.settings.transient_retries:
+            countdown = get_exponential_backoff_interval(1, tries, 60, full_jitter=True)
+            log.warning("build %s step %s: %s; retry %d in %ss", record.id, step, exc, tries + 1, countdown)
+            raise task.retry(exc=exc, countdown=countdown, max_retries=proc.settings.transient_retries) from exc
+        return Stop(BuildState.error, f"{step} gave up after {tries + 1} tries: {exc}")
+    except PermanentError as exc:
+        return Stop(BuildState.error, str(exc))
+    except Exception as exc:
+        log.exception("build %s step %s failed unexpectedly", record.id, step)
+        return Stop(BuildState.error, f"{step} failed unexpectedly: {exc!r}")
+
+
+def run_step(app: Celery, proc: _Process, step: str, build_id: str, seq: int, task: Task) -> str:
+    store, settings = proc.store, proc.settings
+    record = store.get(build_id)
+    if record is None or record.complete or record.seq != seq or record.step != step:
+        return "stale"
+    if record.step_record(step).state is StepState.pending or record.state is BuildState.queued:
+        record = store.update(build_id, lambda r: pipeline.start(r, step, utcnow()), expect_seq=seq)
+        if record is None:
+            return "stale"
+    outcome = pipeline.cancel_outcome(record, step) or _attempt(proc, step, record, task)
+    delay = 0.0
+    if isinstance(outcome, Wait):
+        waited = record.step_record(step).seconds or 0.0
+        delay = pipeline.recheck_delay(waited, settings.recheck_min, settings.recheck_max)
+    moved = store.update(
+        build_id,
+        lambda r: pipeline.apply(r, step, outcome, utcnow()),
+        expect_seq=seq,
+        due=time.time() + delay + settings.stall_grace,
+    )
+    if moved is None:
+        return "superseded"
+    if not isinstance(outcome, Wait):
+        entry = moved.step_record(step)
+        log.info(
+            "build=%s step=%s state=%s seconds=%.3f build_state=%s detail=%s",
+            build_id, step, entry.state.value, entry.seconds or 0.0, moved.state.value, entry.detail[:200],
+        )  # fmt: skip
+    if not moved.complete:
+        send(app, moved.step, build_id, moved.seq, delay)
+    return type(outcome).__name__.lower()
+
+
+def reconcile(app: Celery, store: BuildStore, grace: float) -> int:
+    """Re-send the current step of every build whose next step is overdue; returns how many."""
+    now = time.time()
+    sent = 0
+    for build_id in store.overdue(now):
+        record = store.update(build_id, lambda r: None, due=now + grace)
+        if record is None or record.complete:
+            store.drop_due(build_id)
+            continue
+        log.warning("build=%s step=%s overdue; sending it again", build_id, record.step)
+        send(app, record.step, build_id, record.seq)
+        sent += 1
+    return sent
+
+
+def register(app: Celery, settings: Settings) -> None:
+    proc = _Process(settings)
+
+    def make_step(step: str) -> None:
+        def body(self: Task, build_id: str, seq: int) -> str:
+            return run_step(app, proc, step, build_id, seq, self)
+
+        body.__name__ = step
+        body.__doc__ = f"Pipeline step `{step}` of one build."
+        app.task(name=f"podci.{step}", bind=True, ignore_result=True)(body)
+
+    for step in STEPS:
+        make_step(step)
+
+    @app.task(name="podci.reconcile", ignore_result=True)  # type: ignore[untyped-decorator]
+    def reconcile_task() -> int:
+        return reconcile(app, proc.store, settings.stall_grace)
