@@ -91,7 +91,9 @@ def _request(settings: Settings, repo: Path | None, source: str | None, target: 
 
 
 @cli.command()
-@click.option("--repo", type=click.Path(exists=True, file_okay=False, path_type=Path), help="default: the example")
+@click.option(
+    "--repo", type=click.Path(exists=True, file_okay=False, path_type=Path), help="default: the example"
+)
 @click.option("--source", help="the branch to test (default: the repository's current branch)")
 @click.option("--target", help="the branch to merge it into first (default: none)")
 @click.option("--backend", type=click.Choice(["local", "kubernetes"]), help="default: PODCI_BACKEND or local")
@@ -122,9 +124,8 @@ def run(repo: Path | None, source: str | None, target: str | None, backend: str 
 
         def check() -> None:
             if worker is not None and worker.poll() is not None:
-                raise click.ClickException(
-                    f"the worker exited with code {worker.returncode}; see {settings.state_dir / 'worker.log'}"
-                )
+                log_path = settings.state_dir / "worker.log"
+                raise click.ClickException(f"the worker exited with code {worker.returncode}; see {log_path}")
 
         def watch() -> BuildRecord:
             return follow(lambda: _get(store, record.id), console, lambda: time.sleep(0.2), check)
@@ -172,7 +173,9 @@ def status(build_id: str, as_json: bool) -> None:
     with redis_url(settings) as (url, _):
         record = BuildStore(Redis.from_url(url)).get(build_id)
     if record is None:
-        raise click.ClickException(f"no build {build_id!r} in {'this Redis' if settings.redis_url else settings.state_dir}")
+        raise click.ClickException(
+            f"no build {build_id!r} in {'this Redis' if settings.redis_url else settings.state_dir}"
+        )
     if as_json:
         click.echo(record.model_dump_json(indent=2))
     else:
@@ -187,8 +190,10 @@ def worker(concurrency: int | None, beat: bool, loglevel: str) -> None:
     """A Celery worker for the pipeline (needs PODCI_REDIS_URL)."""
     settings = load_settings(worker_concurrency=concurrency)
     app = make_app(settings)
-    argv = ["worker", "--queues", f"{QUEUE_STEPS},{QUEUE_NEW}", "--concurrency", str(settings.worker_concurrency),
-            "--loglevel", loglevel, "--events", "--without-gossip", "--without-mingle"]  # fmt: skip
+    argv = [
+        "worker", "--queues", f"{QUEUE_STEPS},{QUEUE_NEW}", "--loglevel", loglevel,
+        "--concurrency", str(settings.worker_concurrency), "--events", "--without-gossip", "--without-mingle",
+    ]  # fmt: skip
     if beat:
         settings.state_dir.mkdir(parents=True, exist_ok=True)
         argv += ["--beat", "--schedule", str(settings.state_dir / "celerybeat-schedule")]

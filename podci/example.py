@@ -28,7 +28,9 @@ def _fingerprint() -> str:
 
 
 def _git(repo: Path, *args: str) -> None:
-    subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, env={**os.environ, **_ENV})
+    subprocess.run(
+        ["git", "-C", str(repo), *args], check=True, capture_output=True, env={**os.environ, **_ENV}
+    )
 
 
 def _commit_tree(repo: Path, files: Path, message: str) -> None:

@@ -117,7 +117,9 @@ class Container(_Loose):
     def argv(self) -> list[str]:
         argv = list(self.command or []) + list(self.args or [])
         if not argv:
-            raise ValueError(f"container `{self.name}` has no `command`; podci does not read image entrypoints")
+            raise ValueError(
+                f"container `{self.name}` has no `command`; podci does not read image entrypoints"
+            )
         return argv
 
 

@@ -48,8 +48,10 @@ def checkout(rt: Runtime, record: BuildRecord) -> Outcome:
         )
     except ConfigError as exc:
         return Stop(BuildState.error, str(exc))
-    merged = f"merged {result.source_commit[:12]} into {result.target_commit[:12]}" if result.target_commit else (
-        f"checked out {result.source_commit[:12]}"
+    merged = (
+        f"merged {result.source_commit[:12]} into {result.target_commit[:12]}"
+        if result.target_commit
+        else (f"checked out {result.source_commit[:12]}")
     )
     return Done(
         f"{merged} -> {result.commit[:12]}",
@@ -102,7 +104,9 @@ def run_tests(rt: Runtime, record: BuildRecord) -> Outcome:
     )
     if status.exit_code == 0:
         return Done("tests passed", fields={"tests": result})
-    return Stop(BuildState.failed, f"tests failed with exit code {status.exit_code}", fields={"tests": result})
+    return Stop(
+        BuildState.failed, f"tests failed with exit code {status.exit_code}", fields={"tests": result}
+    )
 
 
 def teardown(rt: Runtime, record: BuildRecord) -> Outcome:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from redis import Redis, WatchError
 
@@ -16,6 +17,10 @@ from workers.pipeline import STEPS
 PREFIX = "podci"
 BUILDS = f"{PREFIX}:builds"  # zset: id -> created (unix time), newest last
 DUE = f"{PREFIX}:due"  # zset: id -> when its next step should have run at the latest
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _key(build_id: str) -> str:
@@ -68,7 +73,7 @@ class BuildStore:
         with self.redis.pipeline() as pipe:
             while True:
                 try:
-                    pipe.watch(key)
+                    pipe.watch(key)  # type: ignore[no-untyped-call]
                     raw = pipe.get(key)
                     if raw is None:
                         return None
@@ -88,7 +93,7 @@ class BuildStore:
                     continue
 
     def overdue(self, now: float, limit: int = 500) -> list[str]:
-        return [m.decode() for m in self.redis.zrangebyscore(DUE, 0, now, start=0, num=limit)]
+        return [_text(m) for m in self.redis.zrangebyscore(DUE, 0, now, start=0, num=limit)]
 
     def drop_due(self, build_id: str) -> None:
         self.redis.zrem(DUE, build_id)
@@ -103,7 +108,7 @@ class BuildStore:
 
     def recent(self, limit: int = 50) -> Iterator[BuildRecord]:
         for member in self.redis.zrevrange(BUILDS, 0, limit - 1):
-            record = self.get(member.decode())
+            record = self.get(_text(member))
             if record is not None:
                 yield record
 

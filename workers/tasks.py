@@ -69,7 +69,9 @@ def _attempt(proc: _Process, step: str, record: BuildRecord, task: Task) -> Outc
         if tries < proc.settings.transient_retries:
             countdown = get_exponential_backoff_interval(1, tries, 60, full_jitter=True)
             log.warning("build %s step %s: %s; retry %d in %ss", record.id, step, exc, tries + 1, countdown)
-            raise task.retry(exc=exc, countdown=countdown, max_retries=proc.settings.transient_retries) from exc
+            raise task.retry(
+                exc=exc, countdown=countdown, max_retries=proc.settings.transient_retries
+            ) from exc
         return Stop(BuildState.error, f"{step} gave up after {tries + 1} tries: {exc}")
     except PermanentError as exc:
         return Stop(BuildState.error, str(exc))

@@ -179,9 +179,8 @@ class LocalBackend:
             env = self._env(ctx, container)
             try:
                 done = subprocess.run(
-                    container_argv(container.model_copy(update={"command": probe.exec_.command, "args": []}), env),
-                    cwd=self._volume(ctx.name), env=env, capture_output=True, timeout=probe.timeout_seconds,
-                    check=False,
+                    probe.exec_.command, cwd=self._volume(ctx.name), env=env, capture_output=True,
+                    timeout=probe.timeout_seconds, check=False,
                 )  # fmt: skip
             except (OSError, subprocess.TimeoutExpired):
                 return False
@@ -201,7 +200,9 @@ class LocalBackend:
             ready = (self._volume(ctx.name) / setup.file).exists()
             return SetupStatus(ready, f"waiting for {setup.file}" if not ready else f"{setup.file} exists")
         waiting = [
-            c.name for c in ctx.pod.containers if c.readiness_probe and not self._probe(ctx, c, c.readiness_probe)
+            c.name
+            for c in ctx.pod.containers
+            if c.readiness_probe and not self._probe(ctx, c, c.readiness_probe)
         ]
         if waiting:
             return SetupStatus(False, "not ready yet: " + ", ".join(waiting))
@@ -217,12 +218,18 @@ class LocalBackend:
         if code is not None:
             return TestStatus(code, ctx.log_dir / f"{TESTS}.log")
         pidfile = self._pidfile(ctx.name, TESTS)
-        if pidfile.exists() and not _group_alive(int(pidfile.read_text())) and self._exit_code(ctx.name, TESTS) is None:
+        if (
+            pidfile.exists()
+            and not _group_alive(int(pidfile.read_text()))
+            and self._exit_code(ctx.name, TESTS) is None
+        ):
             raise PermanentError("the test process vanished without an exit code (killed from outside?)")
         return None
 
     def logs(self, ctx: BuildContext) -> dict[str, Path]:
-        return {str(p.relative_to(ctx.log_dir).with_suffix("")): p for p in sorted(ctx.log_dir.rglob("*.log"))}
+        return {
+            str(p.relative_to(ctx.log_dir).with_suffix("")): p for p in sorted(ctx.log_dir.rglob("*.log"))
+        }
 
     # --- teardown --------------------------------------------------------------------------------
     def teardown(self, name: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from schemas.repo_config import Container, PodSpec
+from schemas.repo_config import Container
 from workers.names import env_suffix
 
 _REF = re.compile(r"\$\$|\$\(([-._a-zA-Z][-._a-zA-Z0-9]*)\)")
@@ -32,9 +32,7 @@ def port_env(ports: dict[str, int]) -> dict[str, str]:
     return {f"PODCI_PORT_{env_suffix(key)}": str(port) for key, port in ports.items()}
 
 
-def container_env(
-    container: Container, base: dict[str, str], podci: dict[str, str]
-) -> dict[str, str]:
+def container_env(container: Container, base: dict[str, str], podci: dict[str, str]) -> dict[str, str]:
     """Base (PATH, HOME, ...) < podci's variables < the template's own `env`, expanded in order like
     Kubernetes does (a value may refer to variables defined before it)."""
     env = {**base, **podci}

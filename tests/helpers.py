@@ -1,0 +1,125 @@
+"""Test helpers: real git repositories, a real worker process, and checks that nothing was left."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from podci.embedded import stop_process_group
+from schemas.record import BuildRecord
+from workers.store import BuildStore
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "examples" / "webapp"
+_GIT_ENV = {
+    "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t.invalid",
+    "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t.invalid",
+}  # fmt: skip
+
+
+def git(repo: Path, *args: str) -> str:
+    proc = subprocess.run(
+        ["git", "-C", str(repo), *args],
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **_GIT_ENV},
+    )
+    return proc.stdout.strip()
+
+
+class Repo:
+    """A real git repository built file by file, branch by branch."""
+
+    def __init__(self, path: Path, files: dict[str, str] | None = None, *, from_example: bool = True) -> None:
+        self.path = path
+        path.mkdir(parents=True)
+        git(path, "init", "--quiet", "--initial-branch=main")
+        if from_example:
+            shutil.copytree(EXAMPLE, path, dirs_exist_ok=True)
+        self.commit(files or {}, "initial")
+
+    def commit(self, files: dict[str, str], message: str = "change") -> str:
+        for name, text in files.items():
+            target = self.path / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text)
+        git(self.path, "add", "--all")
+        git(self.path, "commit", "--quiet", "--allow-empty", "-m", message)
+        return git(self.path, "rev-parse", "HEAD")
+
+    def branch(self, name: str, files: dict[str, str], base: str = "main") -> str:
+        git(self.path, "checkout", "--quiet", "-b", name, base)
+        sha = self.commit(files, f"{name}")
+        git(self.path, "checkout", "--quiet", "main")
+        return sha
+
+
+class Worker:
+    """`podci worker --beat` as a real child process group, which a test may SIGKILL and restart."""
+
+    def __init__(self, env: dict[str, str], log: Path, concurrency: int = 2) -> None:
+        self.env, self.log, self.concurrency = env, log, concurrency
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "podci", "worker", "--beat", "--concurrency", str(self.concurrency),
+                 "--loglevel", "INFO"],
+                env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+
+    def kill(self) -> None:
+        """SIGKILL the whole worker (main process, pool children, beat): no chance to clean up."""
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_process_group(self.proc, timeout=20)
+
+
+def wait_for(store: BuildStore, build_id: str, timeout: float = 90, until: str | None = None) -> BuildRecord:
+    """Poll the record until the build completes (or reaches step `until`)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        record = store.get(build_id)
+        assert record is not None
+        if record.complete or (until is not None and record.step == until):
+            return record
+        time.sleep(0.1)
+    raise AssertionError(f"build {build_id} did not get there within {timeout}s: {store.get(build_id)}")
+
+
+def processes_of(build_name: str) -> list[int]:
+    """Pids of live processes started for this build (they carry PODCI_BUILD in their environment)."""
+    marker = f"PODCI_BUILD={build_name}\0".encode()
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if marker in environ.read_bytes():
+                stat = (environ.parent / "stat").read_text().rsplit(")", 1)[1].split()
+                if stat[0] != "Z":
+                    found.append(int(environ.parent.name))
+        except OSError:
+            continue
+    return found
+
+
+def leftovers(state_dir: Path, record: BuildRecord) -> list[str]:
+    """Everything of a finished build that should be gone: processes, directories, port leases."""
+    left = [f"process {pid}" for pid in processes_of(record.name)]
+    for path in (state_dir / "builds" / record.name, state_dir / "checkouts" / record.name):
+        if path.exists():
+            left.append(str(path))
+    ports = state_dir / "ports"
+    if ports.exists():
+        left += [f"port lease {p.name}" for p in ports.iterdir() if p.read_text() == record.name]
+    return left

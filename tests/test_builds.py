@@ -1,0 +1,157 @@
+"""Whole builds through the real queue: embedded Redis, a real Celery worker, real git, real processes."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from celery import Celery
+
+from podci.example import example_repo
+from schemas.record import BuildState, StepState
+from schemas.request import BuildRequest, Revision
+from schemas.settings import Settings
+from tests.helpers import Repo, Worker, leftovers, wait_for
+from workers.store import BuildStore
+from workers.submit import submit
+
+pytestmark = pytest.mark.usefixtures("worker")
+
+
+def request(repo: Path, source: str, target: str | None = "main", job: str = "t") -> BuildRequest:
+    url = str(repo)
+    return BuildRequest(
+        job=job,
+        repo=repo.name,
+        source=Revision(clone_url=url, ref=source),
+        target=Revision(clone_url=url, ref=target) if target else None,
+    )
+
+
+@pytest.fixture(scope="module")
+def example(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return example_repo(tmp_path_factory.mktemp("example") / "repo")
+
+
+def build(app: Celery, store: BuildStore, settings: Settings, req: BuildRequest, timeout: float = 90):  # type: ignore[no-untyped-def]
+    record = submit(app, store, settings, req)
+    return wait_for(store, record.id, timeout)
+
+
+def test_passing_build_succeeds_and_leaves_nothing(app, store, settings, example) -> None:
+    record = build(app, store, settings, request(example, "feature"))
+    assert record.state is BuildState.succeeded, record.reason
+    assert [s.state for s in record.steps] == [StepState.succeeded] * len(record.steps)
+    assert record.tests is not None and record.tests.exit_code == 0
+    assert "Ran 3 tests" in record.tests.log_tail
+    assert record.attempts == 1
+    assert record.started is not None and record.finished is not None
+    assert record.finished >= record.started >= record.created
+    assert leftovers(settings.state_dir, record) == []
+    assert Path(record.tests.log_path).is_file()  # the log is kept after teardown
+
+
+def test_failing_tests_fail_the_build_with_exit_code_and_tail(app, store, settings, example) -> None:
+    record = build(app, store, settings, request(example, "failing"))
+    assert record.state is BuildState.failed
+    assert record.reason == "tests failed with exit code 1"
+    assert record.tests is not None and record.tests.exit_code == 1
+    assert "AssertionError: 1 != 2" in record.tests.log_tail
+    states = {s.name: s.state for s in record.steps}
+    assert states["run_tests"] is StepState.failed
+    assert states["teardown"] is StepState.succeeded and states["report"] is StepState.succeeded
+    assert leftovers(settings.state_dir, record) == []
+
+
+def test_merge_conflict_fails_naming_the_files(app, store, settings, tmp_path) -> None:
+    repo = Repo(tmp_path / "conflict", {"notes.txt": "one\n"})
+    repo.branch("topic", {"notes.txt": "topic's line\n"})
+    repo.commit({"notes.txt": "main's line\n"})
+    record = build(app, store, settings, request(repo.path, "topic"))
+    assert record.state is BuildState.failed
+    assert "merge conflict" in record.reason and "notes.txt" in record.reason
+    states = {s.name: s.state for s in record.steps}
+    assert states["checkout"] is StepState.failed
+    assert states["create_pod"] is StepState.skipped
+    assert states["teardown"] is StepState.succeeded
+    assert leftovers(settings.state_dir, record) == []
+
+
+def test_setup_that_never_completes_errors_after_its_timeout(app, store, settings, tmp_path) -> None:
+    config = (Path(__file__).parent.parent / "examples/webapp/.podci.yml").read_text()
+    config = config.replace("setup:\n  ready: true", "setup:\n  file: .never-there").replace(
+        "setup: 60", "setup: 2"
+    )
+    repo = Repo(tmp_path / "stuck", {".podci.yml": config})
+    record = build(app, store, settings, request(repo.path, "main", target=None))
+    assert record.state is BuildState.error
+    assert record.reason.startswith("setup did not complete within 2 s (waiting for .never-there)")
+    assert record.step_record("wait_setup").checks >= 2  # it looked several times, sleeping in none
+    assert leftovers(settings.state_dir, record) == []
+
+
+def test_malformed_config_errors_naming_the_field_and_starts_nothing(app, store, settings, tmp_path) -> None:
+    config = (Path(__file__).parent.parent / "examples/webapp/.podci.yml").read_text()
+    repo = Repo(tmp_path / "bad", {".podci.yml": config.replace("tests: 120", "tests: soon")})
+    record = build(app, store, settings, request(repo.path, "main", target=None))
+    assert record.state is BuildState.error
+    assert "`timeouts.tests`" in record.reason and ".podci.yml" in record.reason
+    states = {s.name: s.state for s in record.steps}
+    assert all(states[s] is StepState.skipped for s in ("create_service", "create_volume", "create_pod"))
+    assert not (Path(record.log_dir) / "containers").exists()  # no container was ever started
+    assert leftovers(settings.state_dir, record) == []
+
+
+def test_missing_branch_is_an_error_with_a_sentence(app, store, settings, example) -> None:
+    record = build(app, store, settings, request(example, "no-such-branch"))
+    assert record.state is BuildState.error
+    assert record.reason == f"the source branch `no-such-branch` does not exist in {example}"
+
+
+def test_two_builds_on_the_same_container_port_do_not_collide(app, store, settings, example) -> None:
+    first = submit(app, store, settings, request(example, "feature"))
+    second = submit(app, store, settings, request(example, "feature"))
+    done = [wait_for(store, r.id) for r in (first, second)]
+    assert [r.state for r in done] == [BuildState.succeeded, BuildState.succeeded], [r.reason for r in done]
+    ports = [re.search(r"counter=127\.0\.0\.1:(\d+)", r.step_record("create_service").detail) for r in done]
+    assert all(ports) and ports[0].group(1) != ports[1].group(1)  # type: ignore[union-attr]
+    # they really ran side by side: each one's tests started before the other's pod was torn down
+    a, b = (r.step_record("run_tests").started for r in done)
+    a_end, b_end = (r.step_record("teardown").started for r in done)
+    assert a is not None and b is not None and a_end is not None and b_end is not None
+    assert a < b_end and b < a_end
+    for r in done:
+        assert leftovers(settings.state_dir, r) == []
+
+
+def test_build_numbers_never_repeat(app, store, settings, example) -> None:
+    ids = [submit(app, store, settings, request(example, "feature", job="numbers")) for _ in range(3)]
+    numbers = [r.number for r in ids]
+    assert len(set(numbers)) == 3 and numbers == sorted(numbers)
+    for r in ids:
+        wait_for(store, r.id)
+
+
+def test_a_lost_first_message_is_sent_again_by_the_reconciler(app, store, settings, example) -> None:
+    # The record is written but its first message never sent, as if the submitter died in between.
+    record = store.create(request(example, "feature"), log_root=str(settings.logs_dir), due=0)
+    done = wait_for(store, record.id)
+    assert done.state is BuildState.succeeded, done.reason
+
+
+@pytest.mark.parametrize("kill_at", ["wait_setup", "run_tests"])
+def test_worker_killed_mid_build_then_restarted_finishes(
+    app, store, settings, tmp_path, worker: Worker, kill_at: str
+) -> None:
+    slow = "import time, unittest\n\nclass Slow(unittest.TestCase):\n    def test_slow(self):\n"
+    slow += "        time.sleep(2)\n"
+    repo = Repo(tmp_path / f"kill-{kill_at}", {"tests/test_slow.py": slow})
+    record = submit(app, store, settings, request(repo.path, "main", target=None))
+    wait_for(store, record.id, until=kill_at)
+    worker.kill()
+    worker.start()
+    done = wait_for(store, record.id)
+    assert done.state is BuildState.succeeded, done.reason
+    assert done.tests is not None and "Ran 3 tests" in done.tests.log_tail
+    assert leftovers(settings.state_dir, done) == []

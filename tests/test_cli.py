@@ -1,0 +1,77 @@
+"""The `podci` command as a user runs it: embedded Redis, a child worker, exit codes, JSON, status."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def podci(*args: str, state: Path, extra_env: dict[str, str] | None = None,
+          timeout: float = 120) -> subprocess.CompletedProcess[str]:  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PODCI_")}
+    env.update(PODCI_STATE_DIR=str(state), PODCI_RECHECK_MAX="0.5", **(extra_env or {}))
+    return subprocess.run(
+        [sys.executable, "-m", "podci", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def state(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("cli-state")
+
+
+def test_run_builds_the_example_and_exits_0(state: Path) -> None:
+    proc = podci("run", state=state)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "build example-1 succeeded" in proc.stdout
+    assert "tests passed; full log:" in proc.stdout
+    for step in ("checkout", "create_pod", "wait_setup", "run_tests", "teardown", "report"):
+        assert step in proc.stdout
+
+
+def test_run_json_on_the_failing_branch_exits_1_and_status_reads_it_back(state: Path) -> None:
+    proc = podci("run", "--source", "failing", "--target", "main", "--json", state=state)
+    assert proc.returncode == 1, proc.stderr
+    record = json.loads(proc.stdout)
+    assert record["state"] == "failed"
+    assert record["id"] == "example-2"  # numbers continue across runs: the embedded Redis persists
+    assert [s["name"] for s in record["steps"]][:2] == ["checkout", "create_service"]
+    assert record["tests"]["exit_code"] == 1
+
+    again = podci("status", record["id"], "--json", state=state)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["finished"] == record["finished"]
+
+
+def test_run_refuses_a_directory_that_is_not_a_repository(state: Path, tmp_path: Path) -> None:
+    proc = podci("run", "--repo", str(tmp_path), state=state)
+    assert proc.returncode == 2
+    assert f"{tmp_path} is not a git repository" in proc.stderr
+
+
+def test_run_refuses_a_bad_branch_name_before_queueing(state: Path) -> None:
+    proc = podci("run", "--source", "-rf", state=state)
+    assert proc.returncode == 2
+    assert "'-rf' is not a usable git ref name" in proc.stderr
+
+
+def test_worker_without_redis_url_says_what_to_set(state: Path) -> None:
+    proc = podci("worker", state=state, timeout=30)
+    assert proc.returncode != 0
+    assert "PODCI_REDIS_URL is not set" in proc.stderr
+
+
+def test_bad_setting_is_named(state: Path) -> None:
+    proc = podci("status", "x", state=state, extra_env={"PODCI_WORKER_CONCURRENCY": "zero"})
+    assert proc.returncode == 2
+    assert "`worker_concurrency`" in proc.stderr
