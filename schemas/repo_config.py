@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
@@ -54,11 +54,12 @@ class VolumeSpec(_Strict):
     size: str = "1Gi"
     mount_path: str = Field(default="/workspace", pattern=r"^/")
 
-    @model_validator(mode="after")
-    def _size_is_quantity(self) -> VolumeSpec:
-        if not _QUANTITY.match(self.size):
-            raise ValueError(f"size {self.size!r} is not a Kubernetes quantity such as `1Gi`")
-        return self
+    @field_validator("size")
+    @classmethod
+    def _size_is_quantity(cls, size: str) -> str:
+        if not _QUANTITY.match(size):
+            raise ValueError(f"{size!r} is not a Kubernetes quantity such as `1Gi`")
+        return size
 
 
 class RepoConfig(_Strict):
@@ -126,12 +127,14 @@ class Container(_Loose):
 class PodSpec(_Loose):
     containers: list[Container] = Field(min_length=1)
 
-    @model_validator(mode="after")
-    def _unique_names(self) -> PodSpec:
-        names = [c.name for c in self.containers]
-        if len(set(names)) != len(names):
-            raise ValueError("container names must be unique")
-        return self
+    @field_validator("containers")
+    @classmethod
+    def _unique_names(cls, containers: list[Container]) -> list[Container]:
+        names = [c.name for c in containers]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"container names must be unique; repeated: {', '.join(repeated)}")
+        return containers
 
     def container(self, name: str) -> Container | None:
         return next((c for c in self.containers if c.name == name), None)

@@ -10,9 +10,15 @@ _BAD_REF_CHARS = set(" ~^:?*[\\\x7f")
 
 
 def check_ref(value: str) -> str:
-    if not value or value.startswith("-") or ".." in value or value.endswith((".", "/", ".lock")):
-        raise ValueError(f"{value!r} is not a usable git ref name")
-    if any(ch in _BAD_REF_CHARS or ord(ch) < 32 for ch in value) or "@{" in value or "//" in value:
+    refused = (
+        not value
+        or value.startswith(("-", "/"))
+        or value.endswith((".", "/", ".lock"))
+        or any(part.startswith(".") for part in value.split("/"))
+        or any(ch in _BAD_REF_CHARS or ord(ch) < 32 for ch in value)
+        or any(seq in value for seq in ("..", "@{", "//"))
+    )
+    if refused:
         raise ValueError(f"{value!r} is not a usable git ref name")
     return value
 

@@ -7,6 +7,7 @@ import re
 
 MAX_LABEL = 63
 _HASH_LEN = 8
+_LOOKS_HASHED = re.compile(rf"-[0-9a-f]{{{_HASH_LEN}}}$")
 
 
 def _slug(text: str) -> str:
@@ -21,9 +22,13 @@ def dns_label(text: str, *, max_len: int = MAX_LABEL) -> str:
     inputs never land on the same name (`Team/App` and `team-app` differ).
     """
     slug = _slug(text) or "x"
-    if slug == text and len(slug) <= max_len:
+    # A name that already ends like a hash suffix is hashed too: otherwise the job `team-app-15a69ce7`
+    # would get the very name computed for `Team/App`.
+    if slug == text and len(slug) <= max_len and not _LOOKS_HASHED.search(slug):
         return slug
     digest = hashlib.sha256(text.encode()).hexdigest()[:_HASH_LEN]
+    if max_len <= _HASH_LEN + 1:
+        return digest[:max_len]
     head = slug[: max_len - _HASH_LEN - 1].rstrip("-")
     return f"{head}-{digest}" if head else digest
 

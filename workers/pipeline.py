@@ -95,7 +95,7 @@ def apply(record: BuildRecord, step: str, outcome: Outcome, now: datetime) -> No
     if not record.state.final:
         record.state = outcome.state
         record.reason = outcome.reason
-    elif outcome.reason not in record.reason:
+    elif outcome.reason not in record.reason.split("; "):
         record.reason = f"{record.reason}; {outcome.reason}" if record.reason else outcome.reason
     _skip_to_teardown(record, step, now)
 

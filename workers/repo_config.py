@@ -65,6 +65,8 @@ def parse_pod_template(text: str | None, config: RepoConfig) -> dict[str, Any]:
             container.argv()
     except ValidationError as exc:
         raise ConfigError(describe(exc, f"the pod template `{path}`")) from None
+    except ConfigError:
+        raise
     except ValueError as exc:
         raise ConfigError(f"the pod template `{path}` is invalid: {exc}") from None
     if pod.container(config.test.container) is None:

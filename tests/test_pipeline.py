@@ -1,0 +1,193 @@
+"""workers/pipeline.py: the build's state machine, one table per rule."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from schemas.record import BuildRecord, BuildState, StepRecord, StepState
+from schemas.request import BuildRequest, Revision
+from workers.pipeline import STEPS, Done, Stop, Wait, apply, cancel_outcome, next_step, recheck_delay, start
+
+T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+NOW = T0 + timedelta(minutes=3)
+SEQ = 7
+
+
+def record(step: str, state: BuildState = BuildState.running, reason: str = "") -> BuildRecord:
+    """A build that has finished every step before `step` and is running `step`."""
+    req = BuildRequest(job="web", repo="team/web", source=Revision(clone_url="/srv/web", ref="main"))
+    rec = BuildRecord(
+        id="b1", job="web", number=1, name="web-1", request=req, steps=[StepRecord(name=s) for s in STEPS],
+        state=state, reason=reason, seq=SEQ, step=step,
+    )  # fmt: skip
+    for entry in rec.steps[: STEPS.index(step)]:
+        entry.state = StepState.succeeded
+    rec.step_record(step).state = StepState.running
+    return rec
+
+
+def states(rec: BuildRecord) -> dict[str, StepState]:
+    return {s.name: s.state for s in rec.steps}
+
+
+@pytest.mark.parametrize(
+    ("step", "expected"),
+    [("checkout", "create_service"), ("create_service", "create_volume"), ("create_volume", "create_pod"),
+     ("create_pod", "wait_setup"), ("wait_setup", "run_tests"), ("run_tests", "teardown"),
+     ("teardown", "report"), ("report", None)],
+)  # fmt: skip
+def test_next_step(step: str, expected: str | None) -> None:
+    assert next_step(step) == expected
+
+
+@pytest.mark.parametrize(
+    ("step", "following"),
+    [("checkout", "create_service"), ("create_pod", "wait_setup"), ("wait_setup", "run_tests")],
+)
+def test_done_advances_to_the_next_step(step: str, following: str) -> None:
+    rec = record(step)
+    apply(rec, step, Done("ok"), NOW)
+    entry = rec.step_record(step)
+    assert (entry.state, entry.finished, entry.detail) == (StepState.succeeded, NOW, "ok")
+    assert rec.step == following
+    assert rec.state is BuildState.running
+    assert rec.finished is None
+
+
+def test_done_sets_fields_and_keeps_an_earlier_detail_when_given_none() -> None:
+    rec = record("checkout")
+    rec.step_record("checkout").detail = "fetched"
+    apply(rec, "checkout", Done(fields={"merge_commit": "abc1234"}), NOW)
+    assert rec.merge_commit == "abc1234"
+    assert rec.step_record("checkout").detail == "fetched"
+
+
+@pytest.mark.parametrize(("step", "detail"), [("wait_setup", "waiting for .ready"), ("run_tests", "")])
+def test_wait_keeps_the_step_and_counts_the_check(step: str, detail: str) -> None:
+    rec = record(step)
+    apply(rec, step, Wait(detail), NOW)
+    apply(rec, step, Wait(detail), NOW)
+    entry = rec.step_record(step)
+    assert (rec.step, entry.state, entry.checks, entry.detail) == (step, StepState.running, 2, detail)
+    assert entry.finished is None
+    assert rec.seq == SEQ + 2
+
+
+@pytest.mark.parametrize(
+    ("step", "skipped"),
+    [("checkout", STEPS[1:6]), ("create_pod", ("wait_setup", "run_tests")), ("run_tests", ())],
+)
+def test_stop_before_teardown_skips_to_teardown(step: str, skipped: tuple[str, ...]) -> None:
+    rec = record(step)
+    apply(rec, step, Stop(BuildState.failed, "pod failed", {"attempts": 2}), NOW)
+    assert (rec.state, rec.reason, rec.step, rec.attempts) == (BuildState.failed, "pod failed", "teardown", 2)
+    entry = rec.step_record(step)
+    assert (entry.state, entry.detail, entry.finished) == (StepState.failed, "pod failed", NOW)
+    assert [n for n, s in states(rec).items() if s is StepState.skipped] == list(skipped)
+    assert states(rec)["teardown"] is states(rec)["report"] is StepState.pending
+
+
+@pytest.mark.parametrize(
+    ("state", "reason", "stop_reason", "expected_reason"),
+    [(BuildState.failed, "tests failed", "volume busy", "tests failed; volume busy"),
+     (BuildState.succeeded, "", "volume busy", "volume busy"),
+     (BuildState.failed, "tests failed; volume busy", "volume busy", "tests failed; volume busy")],
+)  # fmt: skip
+def test_stop_during_teardown_keeps_the_verdict(
+    state: BuildState, reason: str, stop_reason: str, expected_reason: str
+) -> None:
+    rec = record("teardown", state, reason)
+    apply(rec, "teardown", Stop(BuildState.error, stop_reason), NOW)
+    assert (rec.state, rec.reason, rec.step) == (state, expected_reason, "report")
+    assert rec.step_record("teardown").state is StepState.failed
+    assert rec.finished is None
+
+
+def test_stop_during_report_completes_the_build() -> None:
+    rec = record("report", BuildState.failed, "tests failed")
+    apply(rec, "report", Stop(BuildState.error, "status not posted"), NOW)
+    assert (rec.state, rec.finished, rec.step) == (BuildState.failed, NOW, "")
+    assert rec.reason == "tests failed; status not posted"
+
+
+@pytest.mark.parametrize(
+    ("state", "expected"),
+    [(BuildState.running, BuildState.succeeded), (BuildState.failed, BuildState.failed),
+     (BuildState.stopped, BuildState.stopped)],
+)  # fmt: skip
+def test_done_on_run_tests_sets_succeeded_only_without_a_verdict(
+    state: BuildState, expected: BuildState
+) -> None:
+    rec = record("run_tests", state)
+    apply(rec, "run_tests", Done(), NOW)
+    assert (rec.state, rec.step) == (expected, "teardown")
+
+
+@pytest.mark.parametrize(
+    ("state", "reason", "expected_state", "expected_reason"),
+    [(BuildState.succeeded, "", BuildState.succeeded, ""),
+     (BuildState.failed, "tests failed", BuildState.failed, "tests failed"),
+     (BuildState.running, "", BuildState.error, "the pipeline ended without a verdict"),
+     (BuildState.queued, "odd", BuildState.error, "odd")],
+)  # fmt: skip
+def test_done_on_report_finishes_the_build(
+    state: BuildState, reason: str, expected_state: BuildState, expected_reason: str
+) -> None:
+    rec = record("report", state, reason)
+    apply(rec, "report", Done(), NOW)
+    assert (rec.finished, rec.step, rec.state, rec.reason) == (NOW, "", expected_state, expected_reason)
+    assert rec.complete
+
+
+@pytest.mark.parametrize("outcome", [Done(), Wait(), Stop(BuildState.failed, "x")])
+@pytest.mark.parametrize("step", ["checkout", "run_tests", "teardown", "report"])
+def test_every_apply_bumps_seq_by_one(step: str, outcome: Done | Wait | Stop) -> None:
+    rec = record(step, BuildState.failed if step in ("teardown", "report") else BuildState.running)
+    apply(rec, step, outcome, NOW)
+    assert rec.seq == SEQ + 1
+
+
+def test_start_marks_step_and_build_running_once() -> None:
+    rec = record("checkout", BuildState.queued)
+    rec.step_record("checkout").state = StepState.pending
+    start(rec, "checkout", T0)
+    start(rec, "checkout", NOW)  # a redelivered message must not move the start times
+    entry = rec.step_record("checkout")
+    assert (entry.state, entry.started) == (StepState.running, T0)
+    assert (rec.state, rec.started) == (BuildState.running, T0)
+
+
+@pytest.mark.parametrize("state", [BuildState.running, BuildState.failed])
+def test_start_leaves_a_started_build_alone(state: BuildState) -> None:
+    rec = record("teardown", state)
+    rec.step_record("teardown").state = StepState.pending
+    start(rec, "teardown", NOW)
+    assert (rec.state, rec.started, rec.step_record("teardown").started) == (state, None, NOW)
+
+
+@pytest.mark.parametrize(
+    ("waited", "low", "high", "expected"),
+    [(0, 0.25, 5, 0.25), (1, 0.25, 5, 0.25), (2.5, 0.25, 5, 0.25), (10, 0.25, 5, 1.0),
+     (50, 0.25, 5, 5.0), (3600, 0.25, 5, 5.0), (30, 1, 2, 2)],
+)  # fmt: skip
+def test_recheck_delay_is_a_tenth_clamped(waited: float, low: float, high: float, expected: float) -> None:
+    assert recheck_delay(waited, low, high) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("step", "cancel", "stops"),
+    [("checkout", True, True), ("wait_setup", True, True), ("run_tests", True, True),
+     ("teardown", True, False), ("report", True, False),
+     ("checkout", False, False), ("run_tests", False, False)],
+)  # fmt: skip
+def test_cancel_outcome(step: str, cancel: bool, stops: bool) -> None:
+    rec = record(step)
+    rec.cancel_requested = cancel
+    outcome = cancel_outcome(rec, step)
+    if stops:
+        assert isinstance(outcome, Stop)
+        assert (outcome.state, outcome.reason) == (BuildState.stopped, "cancelled")
+    else:
+        assert outcome is None
