@@ -98,19 +98,27 @@ def wait_for(store: BuildStore, build_id: str, timeout: float = 90, until: str |
     raise AssertionError(f"build {build_id} did not get there within {timeout}s: {store.get(build_id)}")
 
 
-def processes_of(build_name: str) -> list[int]:
-    """Pids of live processes started for this build (they carry PODCI_BUILD in their environment)."""
-    marker = f"PODCI_BUILD={build_name}\0".encode()
+def processes_mentioning(*markers: str) -> list[int]:
+    """Pids of live (not zombie) processes whose command line or environment contains a marker."""
+    wanted = [m.encode() for m in markers]
     found = []
-    for environ in Path("/proc").glob("[0-9]*/environ"):
+    for proc in Path("/proc").glob("[0-9]*"):
         try:
-            if marker in environ.read_bytes():
-                stat = (environ.parent / "stat").read_text().rsplit(")", 1)[1].split()
-                if stat[0] != "Z":
-                    found.append(int(environ.parent.name))
+            text = (proc / "cmdline").read_bytes() + b"\0" + (proc / "environ").read_bytes()
+            if (
+                any(m in text for m in wanted)
+                and (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+            ):
+                found.append(int(proc.name))
         except OSError:
             continue
     return found
+
+
+def processes_of(build_name: str) -> list[int]:
+    """A build's containers and test command carry PODCI_BUILD; their launchers name the build's
+    directory on their command line."""
+    return processes_mentioning(f"PODCI_BUILD={build_name}\0", f"/builds/{build_name}/")
 
 
 def leftovers(state_dir: Path, record: BuildRecord) -> list[str]:

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import processes_mentioning
+
 
 def podci(*args: str, state: Path, extra_env: dict[str, str] | None = None,
           timeout: float = 120) -> subprocess.CompletedProcess[str]:  # fmt: skip
@@ -33,6 +35,8 @@ def state(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_run_builds_the_example_and_exits_0(state: Path) -> None:
     proc = podci("run", state=state)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    # the embedded Redis, the worker and the build's processes are all gone
+    assert processes_mentioning(str(state)) == []
     assert "build example-1 succeeded" in proc.stdout
     assert "tests passed; full log:" in proc.stdout
     for step in ("checkout", "create_pod", "wait_setup", "run_tests", "teardown", "report"):
