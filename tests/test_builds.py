@@ -155,3 +155,30 @@ def test_worker_killed_mid_build_then_restarted_finishes(
     assert done.state is BuildState.succeeded, done.reason
     assert done.tests is not None and "Ran 3 tests" in done.tests.log_tail
     assert leftovers(settings.state_dir, done) == []
+
+
+EXEC_PROBE_POD = """\
+containers:
+  - name: tests
+    image: none
+    command:
+      - python3
+      - -c
+      - "import pathlib, signal, time; time.sleep(1); pathlib.Path('.warm').touch(); signal.pause()"
+    readinessProbe:
+      exec:
+        command: [test, -f, .warm]
+"""
+
+
+def test_setup_waits_for_an_exec_readiness_probe(app, store, settings, tmp_path) -> None:
+    config = "test:\n  container: tests\n  command: [test, -f, .warm]\nsetup:\n  ready: true\n"
+    repo = Repo(
+        tmp_path / "exec", {".podci.yml": config, ".podci/pod.yaml": EXEC_PROBE_POD}, from_example=False
+    )
+    record = build(app, store, settings, request(repo.path, "main", target=None))
+    assert record.state is BuildState.succeeded, record.reason
+    setup = record.step_record("wait_setup")
+    assert setup.detail == "all containers ready"
+    assert setup.checks >= 1  # the probe failed at least once before the file appeared
+    assert leftovers(settings.state_dir, record) == []
