@@ -27,6 +27,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)  ## prints numbers; never part of `make test`
 	$(BIN)/python bench/pipeline_rate.py
+	$(BIN)/python bench/intake.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -115,7 +115,9 @@ def main() -> None:
     try:
         (work / "redis").mkdir()
         with embedded_redis(work / "redis", persist=False) as url:
-            env = {**os.environ, "PODCI_REDIS_URL": url, "PODCI_STATE_DIR": str(work / "state")}
+            # no per-repository limit: this measures the pipeline, and every build here is one repo's
+            env = {**os.environ, "PODCI_REDIS_URL": url, "PODCI_STATE_DIR": str(work / "state"),
+                   "PODCI_REPO_CONCURRENCY": "0"}  # fmt: skip
             settings = Settings(redis_url=url, state_dir=work / "state")
             app, client = make_app(settings), Redis.from_url(url)
             store = BuildStore(client)

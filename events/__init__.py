@@ -1,5 +1,5 @@
-"""Webhook intake: verify, parse, classify, enqueue. Never imports `kubernetes`.
+"""Webhook intake: verify, parse, decide, enqueue. Never imports `kubernetes` and never runs git.
 
-The receiver (Bitbucket Cloud, Bitbucket Server/Data Center, Jenkins) is not written yet; builds are
-started with `podci run` or `workers.submit.submit` meanwhile.
+`app` is the HTTP receiver, `signature` authenticates, `bitbucket*`/`jenkins` are pure parsers from
+(headers, body) to a `schemas.event.Decision`, and `intake` acts on a decision (exactly once).
 """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -208,6 +209,48 @@ def beat(loglevel: str) -> None:
     app = make_app(settings)
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     app.start(["beat", "--loglevel", loglevel, "--schedule", str(settings.state_dir / "celerybeat-schedule")])
+
+
+@cli.command()
+@click.option("--host", default="0.0.0.0", show_default=True)  # noqa: S104 - a server for webhooks
+@click.option("--port", default=8080, show_default=True, type=int)
+@click.option("--log-level", default="info", show_default=True)
+def serve(host: str, port: int, log_level: str) -> None:
+    """The webhook receiver: POST /hooks/bitbucket and /hooks/jenkins (needs PODCI_REDIS_URL)."""
+    import uvicorn
+
+    from events.app import create_app
+
+    settings = load_settings()
+    settings.require_redis_url()
+    for name in ("bitbucket_cloud_secret", "bitbucket_server_secret"):
+        if getattr(settings, name) is None:
+            click.echo(f"warning: PODCI_{name.upper()} is not set: those webhooks are not verified", err=True)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, access_log=False)
+
+
+@cli.command()
+@click.argument("body_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--headers",
+    "headers_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="a JSON object of the request's headers (X-Event-Key, X-Request-UUID, ...)",
+)
+@click.option(
+    "--source", type=click.Choice(["auto", "bitbucket", "jenkins"]), default="auto", show_default=True
+)
+def event(body_file: Path, headers_file: Path | None, source: str) -> None:
+    """What a webhook payload would do: the decision and the build request, as JSON. Nothing is queued."""
+    from events.app import options_from
+    from events.decide import decide
+
+    headers = json.loads(headers_file.read_text()) if headers_file else {}
+    try:
+        decision = decide(source, headers, body_file.read_bytes(), options_from(load_settings()))
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(decision.model_dump_json(indent=2, exclude_none=True))
 
 
 def main() -> None:

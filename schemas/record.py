@@ -77,6 +77,7 @@ class BuildRecord(BaseModel):
     tests: TestResult | None = None
     log_dir: str = ""
     cancel_requested: bool = False
+    cancel_reason: str = ""
     # Fencing: the pipeline's single live message carries this number; a message with an older one
     # is a duplicate (a redelivery or a re-kick) and is dropped. `step` names what runs next.
     seq: int = 0

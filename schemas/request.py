@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Provider = Literal["manual", "bitbucket-cloud", "bitbucket-server", "jenkins"]
 
 # A git ref name is user-controlled (a branch name from a pull request). It is never passed through a
 # shell; this pattern only refuses names that git itself would refuse or that could be read as options.
@@ -49,7 +53,7 @@ class BuildRequest(BaseModel):
 
     job: str = Field(min_length=1, max_length=200, description="JOB_NAME of the build")
     number: int | None = Field(default=None, ge=1, description="BUILD_NUMBER; given by Jenkins, else counted")
-    repo: str = Field(min_length=1, description="human name of the repository, e.g. `team/webapp`")
+    repo: str = Field(min_length=1, description="full name of the target repository, e.g. `team/webapp`")
     source: Revision
     target: Revision | None = None
     pull_request: int | None = Field(default=None, ge=1)
@@ -57,3 +61,10 @@ class BuildRequest(BaseModel):
     fork: bool = False
     event: str = Field(default="manual", description="the event that asked for the build")
     delivery_id: str | None = None
+    provider: Provider = "manual"
+    callback_url: str | None = Field(default=None, description="receives the final build record (Jenkins)")
+
+    @property
+    def pr_key(self) -> str | None:
+        """Identifies the pull request across its builds: `team/webapp#12`."""
+        return None if self.pull_request is None else f"{self.repo}#{self.pull_request}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -34,6 +34,19 @@ class Settings(BaseSettings):
     teardown_grace: float = Field(default=3.0, ge=0)
     log_tail_lines: int = Field(default=40, ge=1)
     job_default: str = "local"
+    # Builds of one repository that may run at once; more wait in `queued`, in order. 0: no limit.
+    repo_concurrency: int = Field(default=4, ge=0)
+
+    # --- webhooks (`podci serve`) ---
+    bitbucket_cloud_secret: SecretStr | None = None
+    bitbucket_server_secret: SecretStr | None = None
+    bitbucket_server_url: str | None = Field(default=None, description="base URL, for clone URLs")
+    jenkins_token: SecretStr | None = Field(default=None, description="expected in X-Podci-Token")
+    jenkins_secret: SecretStr | None = Field(default=None, description="HMAC key for X-Hub-Signature")
+    jenkins_phase: Literal["QUEUED", "STARTED", "COMPLETED", "FINALIZED"] = "STARTED"
+    branch_builds: str = Field(default="", description="comma-separated repo patterns whose pushes build")
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    delivery_ttl: int = Field(default=7 * 24 * 3600, ge=60, description="seconds a delivery id is remembered")
 
     @property
     def checkouts_dir(self) -> Path:
@@ -46,6 +59,10 @@ class Settings(BaseSettings):
     @property
     def logs_dir(self) -> Path:
         return self.state_dir / "logs"
+
+    @property
+    def branch_build_patterns(self) -> tuple[str, ...]:
+        return tuple(p.strip() for p in self.branch_builds.split(",") if p.strip())
 
     def require_redis_url(self) -> str:
         """Processes that share a queue with others cannot invent their own Redis."""

@@ -7,8 +7,10 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from podci.embedded import stop_process_group
 from schemas.record import BuildRecord
@@ -52,6 +54,15 @@ class Repo:
         git(self.path, "add", "--all")
         git(self.path, "commit", "--quiet", "--allow-empty", "-m", message)
         return git(self.path, "rev-parse", "HEAD")
+
+    def head(self, branch: str) -> str:
+        return git(self.path, "rev-parse", branch)
+
+    def commit_on(self, branch: str, files: dict[str, str]) -> str:
+        git(self.path, "checkout", "--quiet", branch)
+        sha = self.commit(files, f"more on {branch}")
+        git(self.path, "checkout", "--quiet", "main")
+        return sha
 
     def branch(self, name: str, files: dict[str, str], base: str = "main") -> str:
         git(self.path, "checkout", "--quiet", "-b", name, base)
@@ -131,3 +142,65 @@ def leftovers(state_dir: Path, record: BuildRecord) -> list[str]:
     if ports.exists():
         left += [f"port lease {p.name}" for p in ports.iterdir() if p.read_text() == record.name]
     return left
+
+
+class Server:
+    """An ASGI app served by a real uvicorn on a free loopback port, in a thread of the test process."""
+
+    def __init__(self, app: Any) -> None:
+        import uvicorn
+
+        from podci.embedded import free_port
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> Server:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            assert time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+class Recorder:
+    """A stand-in HTTP endpoint (a Jenkins callback) that keeps every request it receives."""
+
+    def __init__(self, status: int = 200) -> None:
+        import http.server
+
+        from podci.embedded import free_port
+
+        received: list[tuple[str, dict[str, str], bytes]] = []
+        self.received = received
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                received.append((self.path, dict(self.headers.items()), body))
+                self.send_response(status)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> Recorder:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()

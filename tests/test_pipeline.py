@@ -105,6 +105,14 @@ def test_stop_during_teardown_keeps_the_verdict(
     assert rec.finished is None
 
 
+def test_stop_before_a_step_began_marks_it_skipped_not_failed() -> None:
+    rec = record("checkout", BuildState.queued)
+    rec.step_record("checkout").state = StepState.pending  # still waiting for admission
+    apply(rec, "checkout", Stop(BuildState.stopped, "superseded by build web-2"), NOW)
+    assert (rec.state, rec.reason, rec.step) == (BuildState.stopped, "superseded by build web-2", "teardown")
+    assert rec.step_record("checkout").state is StepState.skipped
+
+
 def test_stop_during_report_completes_the_build() -> None:
     rec = record("report", BuildState.failed, "tests failed")
     apply(rec, "report", Stop(BuildState.error, "status not posted"), NOW)

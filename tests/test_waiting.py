@@ -50,9 +50,12 @@ def test_twenty_slow_setups_wait_side_by_side_on_two_worker_processes(app, store
     repo = Repo(
         tmp_path / "slow", {".podci.yml": CONFIG, ".podci/pod.yaml": SLOW_SETUP_POD}, from_example=False
     )
-    records = [
-        submit(app, store, settings, request(repo.path, "main", target=None, job="slow")) for _ in range(20)
+    # each build counts as its own repository, so PODCI_REPO_CONCURRENCY does not hold any back
+    requests = [
+        request(repo.path, "main", target=None, job="slow").model_copy(update={"repo": f"team/slow-{i}"})
+        for i in range(20)
     ]
+    records = [submit(app, store, settings, r) for r in requests]
     done = [wait_for(store, r.id, timeout=180) for r in records]
     assert [r.state for r in done] == [BuildState.succeeded] * 20, [r.reason for r in done]
     # With two worker processes, a worker that slept through setup could hold at most two builds in

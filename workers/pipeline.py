@@ -90,7 +90,8 @@ def apply(record: BuildRecord, step: str, outcome: Outcome, now: datetime) -> No
         entry.detail = outcome.detail or entry.detail
         _advance(record, step, now)
         return
-    entry.state = StepState.failed
+    # A step stopped before it began (a cancelled build still queued) did not fail: it never ran.
+    entry.state = StepState.failed if entry.state is StepState.running else StepState.skipped
     entry.detail = outcome.reason
     if not record.state.final:
         record.state = outcome.state
@@ -127,5 +128,5 @@ def _skip_to_teardown(record: BuildRecord, step: str, now: datetime) -> None:
 def cancel_outcome(record: BuildRecord, step: str) -> Stop | None:
     """A cancelled build stops at the next step boundary; teardown and report still run."""
     if record.cancel_requested and step not in ALWAYS_RUN:
-        return Stop(BuildState.stopped, "cancelled")
+        return Stop(BuildState.stopped, record.cancel_reason or "cancelled")
     return None

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from schemas.record import BuildRecord, BuildState, TestResult, utcnow
 from schemas.settings import Settings
-from workers import gitops
+from workers import callback, gitops
 from workers.backends.base import BuildContext, ClusterBackend
 from workers.logtail import tail
 from workers.pipeline import Done, Outcome, Stop, Wait
@@ -114,8 +114,14 @@ def teardown(rt: Runtime, record: BuildRecord) -> Outcome:
 
 
 def report(rt: Runtime, record: BuildRecord) -> Outcome:
-    # Reporters (Bitbucket, Jenkins) plug in here; the record itself is the local report.
-    return Done(f"{record.state.value}: {record.reason}" if record.reason else record.state.value)
+    verdict = f"{record.state.value}: {record.reason}" if record.reason else record.state.value
+    url = record.request.callback_url
+    if url is None:
+        return Done(verdict)
+    note = callback.post_result(record, url)
+    return Done(
+        f"{verdict}; {note}", fields={"reported": {**record.reported, callback.REPORTER: record.state.value}}
+    )
 
 
 STEP_FUNCTIONS: dict[str, Callable[[Runtime, BuildRecord], Outcome]] = {

@@ -1,10 +1,16 @@
 """Build records in Redis. Every change is a compare-and-set on the record, so two workers racing on
-the same build (a redelivered message, a re-kick) cannot both move it forward."""
+the same build (a redelivered message, a re-kick) cannot both move it forward.
+
+Keys (all under `podci:`): `build:{id}` the record (JSON); `builds` zset of ids by creation time;
+`due` zset of ids by when their next step should have run; `job:{job}:number` the job's counter;
+`repo:{repo}:queue` list of the repository's unfinished builds in arrival order (admission);
+`pr:{repo}#{n}` set of a pull request's builds; `dedupe:{key}` the build a delivery or head commit
+started.
+"""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from redis import Redis, WatchError
@@ -15,8 +21,16 @@ from workers.names import build_name
 from workers.pipeline import STEPS
 
 PREFIX = "podci"
-BUILDS = f"{PREFIX}:builds"  # zset: id -> created (unix time), newest last
-DUE = f"{PREFIX}:due"  # zset: id -> when its next step should have run at the latest
+BUILDS = f"{PREFIX}:builds"
+DUE = f"{PREFIX}:due"
+
+
+class DuplicateBuild(Exception):
+    """The delivery or head commit already started a build; `build_id` is that build."""
+
+    def __init__(self, build_id: str) -> None:
+        super().__init__(build_id)
+        self.build_id = build_id
 
 
 def _text(value: Any) -> str:
@@ -27,13 +41,37 @@ def _key(build_id: str) -> str:
     return f"{PREFIX}:build:{build_id}"
 
 
+def _repo_queue(repo: str) -> str:
+    return f"{PREFIX}:repo:{repo}:queue"
+
+
+def _pr_set(pr_key: str) -> str:
+    return f"{PREFIX}:pr:{pr_key}"
+
+
+def _dedupe(key: str) -> str:
+    return f"{PREFIX}:dedupe:{key}"
+
+
 class BuildStore:
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
 
-    def create(self, request: BuildRequest, *, log_root: str, due: float) -> BuildRecord:
-        """A new record in `queued`. The number comes from a per-job counter and never repeats; a
-        number given by the caller (Jenkins) is used as is, and re-using one is refused."""
+    def create(
+        self,
+        request: BuildRequest,
+        *,
+        log_root: str,
+        due: float,
+        dedupe: Sequence[str] = (),
+        dedupe_ttl: int = 7 * 24 * 3600,
+    ) -> BuildRecord:
+        """A new record in `queued`, written in one transaction with its indexes.
+
+        The number comes from a per-job counter and never repeats; a number given by the caller
+        (Jenkins) is used as is. Raises `DuplicateBuild` when any `dedupe` key (a delivery id, a pull
+        request's head commit) or the build's name was seen before: then nothing is written.
+        """
         number = request.number or int(self.redis.incr(f"{PREFIX}:job:{request.job}:number"))
         name = build_name(request.job, number)
         record = BuildRecord(
@@ -46,14 +84,29 @@ class BuildStore:
             log_dir=f"{log_root}/{name}",
             step=STEPS[0],
         )
+        keys = [_dedupe(k) for k in dedupe]
         with self.redis.pipeline() as pipe:
-            pipe.set(_key(record.id), record.model_dump_json(), nx=True)
-            pipe.zadd(BUILDS, {record.id: record.created.timestamp()})
-            pipe.zadd(DUE, {record.id: due})
-            created, _, _ = pipe.execute()
-        if not created:
-            raise ValueError(f"build {name} exists already: job {request.job!r} number {number} was used")
-        return record
+            while True:
+                try:
+                    pipe.watch(_key(name), *keys)  # type: ignore[no-untyped-call]
+                    for key in keys:
+                        if (first := pipe.get(key)) is not None:
+                            raise DuplicateBuild(_text(first))
+                    if pipe.exists(_key(name)):
+                        raise DuplicateBuild(name)
+                    pipe.multi()
+                    for key in keys:
+                        pipe.set(key, name, ex=dedupe_ttl)
+                    pipe.set(_key(name), record.model_dump_json())
+                    pipe.zadd(BUILDS, {name: record.created.timestamp()})
+                    pipe.zadd(DUE, {name: due})
+                    pipe.rpush(_repo_queue(request.repo), name)
+                    if request.pr_key:
+                        pipe.sadd(_pr_set(request.pr_key), name)
+                    pipe.execute()
+                    return record
+                except WatchError:
+                    continue
 
     def get(self, build_id: str) -> BuildRecord | None:
         raw = self.redis.get(_key(build_id))
@@ -85,6 +138,7 @@ class BuildStore:
                     pipe.set(key, record.model_dump_json())
                     if record.complete:
                         pipe.zrem(DUE, build_id)
+                        pipe.lrem(_repo_queue(record.request.repo), 0, build_id)
                     elif due is not None:
                         pipe.zadd(DUE, {build_id: due})
                     pipe.execute()
@@ -92,17 +146,34 @@ class BuildStore:
                 except WatchError:
                     continue
 
+    def admitted(self, record: BuildRecord, limit: int) -> tuple[bool, int]:
+        """May the build start? Only the first `limit` unfinished builds of a repository run; the
+        rest wait in arrival order. Returns (admitted, how many are ahead of it)."""
+        if limit <= 0:
+            return True, 0
+        position = self.redis.lpos(_repo_queue(record.request.repo), record.id)
+        if position is None:
+            return True, 0
+        index = int(position)  # type: ignore[arg-type]
+        return index < limit, index
+
+    def builds_of_pull_request(self, pr_key: str) -> list[BuildRecord]:
+        records = (self.get(_text(m)) for m in self.redis.smembers(_pr_set(pr_key)))
+        return sorted((r for r in records if r is not None), key=lambda r: r.created)
+
     def overdue(self, now: float, limit: int = 500) -> list[str]:
         return [_text(m) for m in self.redis.zrangebyscore(DUE, 0, now, start=0, num=limit)]
 
     def drop_due(self, build_id: str) -> None:
         self.redis.zrem(DUE, build_id)
 
-    def cancel(self, build_id: str) -> BuildRecord | None:
+    def cancel(self, build_id: str, reason: str = "cancelled") -> BuildRecord | None:
         """Ask a build to stop at its next step boundary (teardown and report still run)."""
 
         def mark(record: BuildRecord) -> None:
-            record.cancel_requested = True
+            if not record.cancel_requested:
+                record.cancel_requested = True
+                record.cancel_reason = reason
 
         return self.update(build_id, mark)
 
@@ -111,7 +182,3 @@ class BuildStore:
             record = self.get(_text(member))
             if record is not None:
                 yield record
-
-
-def now() -> float:
-    return time.time()

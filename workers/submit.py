@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 from celery import Celery
 
@@ -13,9 +14,18 @@ from workers.store import BuildStore
 from workers.tasks import send
 
 
-def submit(app: Celery, store: BuildStore, settings: Settings, request: BuildRequest) -> BuildRecord:
+def submit(
+    app: Celery, store: BuildStore, settings: Settings, request: BuildRequest, dedupe: Sequence[str] = ()
+) -> BuildRecord:
+    """Raises `workers.store.DuplicateBuild` (and sends nothing) when a `dedupe` key was seen before."""
     # The record is written first and is due at once plus the grace: if this process dies before the
     # message is sent, the reconciler sends it; if both happen, the duplicate is fenced out.
-    record = store.create(request, log_root=str(settings.logs_dir), due=time.time() + settings.stall_grace)
+    record = store.create(
+        request,
+        log_root=str(settings.logs_dir),
+        due=time.time() + settings.stall_grace,
+        dedupe=dedupe,
+        dedupe_ttl=settings.delivery_ttl,
+    )
     send(app, record.step, record.id, record.seq)
     return record

@@ -80,19 +80,31 @@ def _attempt(proc: _Process, step: str, record: BuildRecord, task: Task) -> Outc
         return Stop(BuildState.error, f"{step} failed unexpectedly: {exc!r}")
 
 
+def _admission(store: BuildStore, settings: Settings, record: BuildRecord, step: str) -> Wait | None:
+    """A build waits in `queued` while its repository already runs `repo_concurrency` builds."""
+    if record.state is not BuildState.queued:
+        return None
+    admitted, ahead = store.admitted(record, settings.repo_concurrency)
+    if admitted:
+        return None
+    return Wait(f"queued: {ahead} earlier build(s) of {record.request.repo} first")
+
+
 def run_step(app: Celery, proc: _Process, step: str, build_id: str, seq: int, task: Task) -> str:
     store, settings = proc.store, proc.settings
     record = store.get(build_id)
     if record is None or record.complete or record.seq != seq or record.step != step:
         return "stale"
-    if record.step_record(step).state is StepState.pending or record.state is BuildState.queued:
+    early: Outcome | None = pipeline.cancel_outcome(record, step) or _admission(store, settings, record, step)
+    if early is None and record.step_record(step).state is StepState.pending:
         record = store.update(build_id, lambda r: pipeline.start(r, step, utcnow()), expect_seq=seq)
         if record is None:
             return "stale"
-    outcome = pipeline.cancel_outcome(record, step) or _attempt(proc, step, record, task)
+    outcome = early or _attempt(proc, step, record, task)
     delay = 0.0
     if isinstance(outcome, Wait):
-        waited = record.step_record(step).seconds or 0.0
+        since = record.step_record(step).started or record.created
+        waited = (utcnow() - since).total_seconds()
         delay = pipeline.recheck_delay(waited, settings.recheck_min, settings.recheck_max)
     moved = store.update(
         build_id,

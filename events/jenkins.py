@@ -1,0 +1,131 @@
+"""Jenkins: the Notification plugin's JSON, and podci's own generic trigger body.
+
+Notification plugin (jenkinsci/notification-plugin): `{name, build: {number, phase, status?, scm:
+{url, branch, commit}}}`; optional fields may be absent. Only the configured phase starts a build.
+The generic trigger is what a Jenkinsfile `httpRequest` step posts (see the README).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from events.errors import PayloadError
+from events.options import ParseOptions
+from schemas.errors import describe
+from schemas.event import Action, Decision
+from schemas.request import BuildRequest
+
+
+class _Scm(BaseModel):
+    url: str = Field(min_length=1)
+    branch: str = Field(min_length=1)
+    commit: str | None = None
+
+
+class _Build(BaseModel):
+    number: int = Field(ge=1)
+    phase: str
+    status: str | None = None
+    full_url: str | None = None
+    scm: _Scm | None = None
+
+
+class Notification(BaseModel):
+    name: str = Field(min_length=1)
+    build: _Build
+
+
+class GenericTrigger(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    job: str = Field(min_length=1)
+    build_number: int = Field(ge=1)
+    clone_url: str = Field(min_length=1)
+    source_branch: str = Field(min_length=1)
+    commit: str | None = None
+    target_branch: str | None = None
+    target_commit: str | None = None
+    repo: str | None = None
+    pull_request: int | None = Field(default=None, ge=1)
+    callback_url: str | None = Field(default=None, pattern=r"^https?://")
+    triggered_by: str = "jenkins"
+
+
+def repo_from_url(url: str) -> str:
+    """`https://host/team/webapp.git` or `git@host:team/webapp.git` -> `team/webapp`."""
+    path = url.rstrip("/").removesuffix(".git").replace(":", "/")
+    parts = [p for p in path.split("/") if p]
+    return "/".join(parts[-2:]) if parts else url
+
+
+def _decision(request: BuildRequest, event: str, delivery_id: str | None) -> Decision:
+    return Decision(action=Action.build, reason=f"Jenkins {event}", provider="jenkins", event=event,
+                    delivery_id=delivery_id, request=request, repo=request.repo,
+                    pull_request=request.pull_request)  # fmt: skip
+
+
+def _validate(model: type[BaseModel], body: Any, what: str) -> Any:
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        raise PayloadError(describe(exc, what)) from None
+
+
+def _request(**fields: Any) -> BuildRequest:
+    try:
+        return BuildRequest(**fields)
+    except ValidationError as exc:
+        raise PayloadError(describe(exc, "the build this Jenkins request asks for")) from None
+
+
+def parse_notification(body: Mapping[str, Any], options: ParseOptions, delivery_id: str | None) -> Decision:
+    note: Notification = _validate(Notification, body, "the Jenkins notification")
+    phase = note.build.phase.upper()
+    if phase != options.jenkins_phase:
+        return Decision(action=Action.ignored, provider="jenkins", event=phase, delivery_id=delivery_id,
+                        reason=f"phase {phase} does not start builds (PODCI_JENKINS_PHASE is "
+                               f"{options.jenkins_phase})")  # fmt: skip
+    scm = note.build.scm
+    if scm is None:
+        raise PayloadError(
+            "the Jenkins notification is invalid: `build.scm` is missing (is the job a git job?)"
+        )
+    branch = scm.branch.split("/", 1)[1] if scm.branch.startswith("origin/") else scm.branch
+    request = _request(
+        job=note.name, number=note.build.number, repo=repo_from_url(scm.url), provider="jenkins",
+        source={"clone_url": scm.url, "ref": branch, "commit": scm.commit},
+        triggered_by="jenkins", event=f"jenkins:{phase}", delivery_id=delivery_id,
+    )  # fmt: skip
+    return _decision(request, f"jenkins:{phase}", delivery_id)
+
+
+def parse_trigger(body: Mapping[str, Any], delivery_id: str | None) -> Decision:
+    trigger: GenericTrigger = _validate(GenericTrigger, body, "the Jenkins trigger")
+    target = None
+    if trigger.target_branch:
+        target = {
+            "clone_url": trigger.clone_url,
+            "ref": trigger.target_branch,
+            "commit": trigger.target_commit,
+        }
+    fields = {
+        "job": trigger.job, "number": trigger.build_number, "provider": "jenkins",
+        "repo": trigger.repo or repo_from_url(trigger.clone_url),
+        "source": {"clone_url": trigger.clone_url, "ref": trigger.source_branch, "commit": trigger.commit},
+        "target": target,
+        "pull_request": trigger.pull_request, "callback_url": trigger.callback_url,
+        "triggered_by": trigger.triggered_by, "event": "jenkins:trigger", "delivery_id": delivery_id,
+    }  # fmt: skip
+    return _decision(_request(**fields), "jenkins:trigger", delivery_id)
+
+
+def parse(headers: Mapping[str, str], body: Any, options: ParseOptions) -> Decision:
+    if not isinstance(body, dict):
+        raise PayloadError("the Jenkins request body must be a JSON object")
+    delivery_id = headers.get("x-request-id")
+    if isinstance(body.get("build"), dict):
+        return parse_notification(body, options, delivery_id)
+    return parse_trigger(body, delivery_id)

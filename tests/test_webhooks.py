@@ -1,0 +1,267 @@
+"""Webhooks through real HTTP (uvicorn) into a real Redis, and builds out through the real worker."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from redis import Redis
+
+from events.app import create_app
+from events.signature import sign
+from schemas.record import BuildState
+from schemas.settings import Settings
+from tests.helpers import Recorder, Repo, Server, leftovers, wait_for
+from workers.app import make_app
+from workers.store import BuildStore
+
+pytestmark = pytest.mark.usefixtures("worker")
+
+SLOW_TESTS = "import time, unittest\n\nclass Slow(unittest.TestCase):\n    def test_slow(self):\n"
+SLOW_TESTS += "        time.sleep(3)\n"
+
+
+def configure(settings: Settings, **updates: Any) -> Settings:
+    """A validated copy (secrets become SecretStr), unlike `model_copy`."""
+    return Settings(**{**settings.model_dump(), **updates})
+
+
+def other_db(settings: Settings, db: int, **updates: Any) -> Settings:
+    """A Redis database no worker listens on: builds are recorded and queued, never run."""
+    assert settings.redis_url is not None
+    return configure(settings, redis_url=settings.redis_url.rsplit("/", 1)[0] + f"/{db}", **updates)
+
+
+@pytest.fixture(scope="module")
+def api(settings: Settings) -> Iterator[str]:
+    """The receiver in front of the session's worker, with a Jenkins token."""
+    configured = configure(settings, jenkins_token="jenkins-token")
+    with Server(create_app(configured)) as server:
+        yield server.url
+
+
+def server_pr(
+    event: str, pr: int, repo: Repo, branch: str, commit: str, target: str = "main"
+) -> dict[str, Any]:
+    """A Bitbucket Server pull request event about a local repository (its clone link is a path)."""
+
+    def ref(name: str, sha: str) -> dict[str, Any]:
+        links = {"clone": [{"name": "http", "href": str(repo.path)}]}
+        return {"id": f"refs/heads/{name}", "displayId": name, "latestCommit": sha,
+                "repository": {"slug": "webapp", "project": {"key": "TEAM"}, "links": links}}  # fmt: skip
+
+    target_sha = repo.head(target)
+    pull_request = {"id": pr, "fromRef": ref(branch, commit), "toRef": ref(target, target_sha)}
+    return {"eventKey": event, "actor": {"name": "alice"}, "pullRequest": pull_request}
+
+
+def post(
+    url: str, body: Any, headers: dict[str, str] | None = None, path: str = "/hooks/bitbucket"
+) -> httpx.Response:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return httpx.post(
+        url + path, content=raw, headers={"Content-Type": "application/json", **(headers or {})}
+    )
+
+
+def test_healthz(api: str) -> None:
+    assert httpx.get(api + "/healthz").json() == {"status": "ok"}
+    assert "/hooks/bitbucket" in httpx.get(api + "/openapi.json").json()["paths"]
+
+
+def test_a_new_head_commit_stops_the_older_build(
+    api: str, store: BuildStore, settings: Settings, tmp_path
+) -> None:
+    repo = Repo(tmp_path / "pr", {"tests/test_slow.py": SLOW_TESTS})
+    first_sha = repo.branch("topic", {"notes.txt": "one\n"})
+    first = post(api, server_pr("pr:opened", 7, repo, "topic", first_sha), {"X-Event-Key": "pr:opened",
+                                                                         "X-Request-Id": "d-1"})  # fmt: skip
+    assert first.status_code == 202, first.text
+    first_id = first.json()["build_id"]
+    wait_for(store, first_id, until="run_tests")
+
+    second_sha = repo.commit_on("topic", {"notes.txt": "two\n"})
+    second = post(api, server_pr("pr:from_ref_updated", 7, repo, "topic", second_sha),
+                  {"X-Event-Key": "pr:from_ref_updated", "X-Request-Id": "d-2"})  # fmt: skip
+    assert second.status_code == 202, second.text
+    assert second.json()["superseded"] == [first_id]
+
+    stopped = wait_for(store, first_id)
+    assert stopped.state is BuildState.stopped
+    assert stopped.reason == f"superseded by build {second.json()['build_id']}"
+    assert leftovers(settings.state_dir, stopped) == []  # its pod, volume and ports are gone
+    running = store.get(second.json()["build_id"])
+    assert running is not None and not running.cancel_requested
+    assert wait_for(store, running.id).state is BuildState.succeeded
+
+
+def test_merged_pull_request_stops_its_builds(
+    api: str, store: BuildStore, settings: Settings, tmp_path
+) -> None:
+    repo = Repo(tmp_path / "merge", {"tests/test_slow.py": SLOW_TESTS})
+    sha = repo.branch("topic", {"notes.txt": "x\n"})
+    started = post(api, server_pr("pr:opened", 8, repo, "topic", sha), {"X-Event-Key": "pr:opened"})
+    build_id = started.json()["build_id"]
+    wait_for(store, build_id, until="wait_setup")
+    merged = post(api, server_pr("pr:merged", 8, repo, "topic", sha), {"X-Event-Key": "pr:merged"})
+    assert merged.status_code == 200
+    assert merged.json()["action"] == "cancel" and merged.json()["builds"] == [build_id]
+    done = wait_for(store, build_id)
+    assert done.state is BuildState.stopped
+    assert leftovers(settings.state_dir, done) == []
+
+
+def test_redelivery_and_second_event_for_one_head_start_one_build(api: str, tmp_path) -> None:
+    repo = Repo(tmp_path / "dup")
+    sha = repo.branch("topic", {"notes.txt": "x\n"})
+    body = server_pr("pr:opened", 9, repo, "topic", sha)
+    first = post(api, body, {"X-Event-Key": "pr:opened", "X-Request-Id": "same"})
+    again = post(api, body, {"X-Event-Key": "pr:opened", "X-Request-Id": "same"})
+    other = post(api, server_pr("pr:from_ref_updated", 9, repo, "topic", sha),
+                 {"X-Event-Key": "pr:from_ref_updated", "X-Request-Id": "different"})  # fmt: skip
+    assert first.status_code == 202
+    build_id = first.json()["build_id"]
+    for reply in (again, other):
+        assert reply.status_code == 200
+        assert reply.json()["action"] == "duplicate" and reply.json()["build_id"] == build_id
+
+
+def test_jenkins_trigger_posts_the_result_to_its_callback(api: str, store: BuildStore, tmp_path) -> None:
+    repo = Repo(tmp_path / "jenkins")
+    with Recorder() as jenkins:
+        body = {"job": "webapp-ci", "build_number": 41, "clone_url": str(repo.path), "source_branch": "main",
+                "callback_url": jenkins.url + "/podci-result"}  # fmt: skip
+        refused = post(api, body, path="/hooks/jenkins")
+        assert refused.status_code == 401 and "X-Podci-Token" in refused.json()["error"]
+        reply = post(api, body, {"X-Podci-Token": "jenkins-token"}, path="/hooks/jenkins")
+        assert reply.status_code == 202, reply.text
+        assert reply.json()["build_id"] == "webapp-ci-41"  # JOB_NAME-BUILD_NUMBER
+        done = wait_for(store, "webapp-ci-41")
+        assert done.state is BuildState.succeeded, done.reason
+        assert done.reported == {"jenkins-callback": "succeeded"}
+        [(path, headers, raw)] = jenkins.received
+    posted = json.loads(raw)
+    assert path == "/podci-result" and headers["Content-Type"] == "application/json"
+    assert (posted["id"], posted["state"], posted["number"]) == ("webapp-ci-41", "succeeded", 41)
+    assert posted["finished"] is not None
+    again = post(api, body, {"X-Podci-Token": "jenkins-token"}, path="/hooks/jenkins")
+    assert again.json()["action"] == "duplicate"  # the same Jenkins build number twice
+
+
+def test_repository_concurrency_limit_keeps_arrival_order(api: str, store: BuildStore, tmp_path) -> None:
+    repo = Repo(tmp_path / "limit", {"tests/test_slow.py": SLOW_TESTS.replace("sleep(3)", "sleep(1)")})
+    ids = []
+    for number in range(1, 7):
+        body = {"job": "limited", "build_number": number, "clone_url": str(repo.path)}
+        body |= {"source_branch": "main", "repo": "team/limited"}
+        ids.append(
+            post(api, body, {"X-Podci-Token": "jenkins-token"}, path="/hooks/jenkins").json()["build_id"]
+        )
+    done = [wait_for(store, i, timeout=120) for i in ids]
+    assert [r.state for r in done] == [BuildState.succeeded] * 6
+    starts = [r.step_record("checkout").started for r in done]
+    finishes = [r.finished for r in done]
+    assert None not in starts and None not in finishes
+    # the first four (PODCI_REPO_CONCURRENCY's default) start at once; the last two wait in
+    # `queued` until one of them has finished, never overtaking an earlier arrival
+    assert max(starts[:4]) <= min(starts[4:])  # type: ignore[type-var]
+    assert min(starts[4:]) >= min(finishes[:4])  # type: ignore[type-var]
+    assert all(r.step_record("checkout").checks >= 1 for r in done[4:])
+    spans = list(zip(starts, finishes, strict=True))
+    most = max(sum(1 for s, e in spans if s <= t < e) for t, _ in spans)  # type: ignore[operator]
+    assert most == 4
+
+
+@pytest.fixture
+def quiet(settings: Settings) -> Iterator[tuple[str, Redis]]:
+    """A receiver on an empty Redis database that no worker reads, with a Bitbucket secret."""
+    secrets = {"bitbucket_server_secret": "s3cret", "bitbucket_cloud_secret": "s3cret"}
+    configured = other_db(settings, 3, max_body_bytes=4096, **secrets)
+    redis = Redis.from_url(configured.require_redis_url())
+    redis.flushdb()
+    with Server(create_app(configured, make_app(configured), redis)) as server:
+        yield server.url, redis
+    redis.flushdb()
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "status", "words"),
+    [(b"{}", {"X-Event-Key": "pr:opened"}, 401, "no X-Hub-Signature header"),
+     (b"{}", {"X-Event-Key": "pr:opened", "X-Hub-Signature": "sha256=00"}, 401, "does not match"),
+     (b"{}", {"X-Event-Key": "pr:opened", "X-Hub-Signature": "md5=00"}, 401, "must look like"),
+     (b"{" * 5000, {"X-Event-Key": "pr:opened"}, 413, "larger than 4096 bytes"),
+     (b"{not json", {"X-Event-Key": "pr:opened", "sign": "yes"}, 400, "not valid JSON"),
+     (b'{"eventKey": "pr:opened", "pullRequest": {"id": "x"}}', {"X-Event-Key": "pr:opened", "sign": "yes"},
+      400, "pullRequest")],
+)  # fmt: skip
+def test_refused_requests_change_nothing(
+    quiet, body: bytes, headers: dict[str, str], status: int, words: str
+) -> None:
+    url, redis = quiet
+    if headers.pop("sign", None):
+        headers["X-Hub-Signature"] = sign(body, "s3cret")
+    reply = post(url, body, headers)
+    assert reply.status_code == status
+    assert words in reply.json()["error"]
+    assert redis.dbsize() == 0  # no record, no queued message, no dedupe key
+
+
+FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+SIGNED = [
+    ("bitbucket-server/pr-opened-goplayground", "secret"),
+    ("bitbucket-server/pr-modified-goplayground", "secret"),
+    ("bitbucket-server/pr-merged-goplayground", "secret"),
+    ("bitbucket-server/pr-declined-goplayground", "secret"),
+    ("bitbucket-server/pr-deleted-goplayground", "secret"),
+    ("bitbucket-server/repo-refs-changed-goplayground", "secret"),
+    ("bitbucket-cloud/repo-push-bbsp-signed", "Gkvl$k$wyNpQAF42"),
+    ("bitbucket-server/repo-refs-changed-bbsp-signed", "Gkvl$k$wyNpQAF42"),
+    ("bitbucket-server/repo-refs-changed-goscm", "71295b197fa25f4356d2fb9965df3f2379d903d7"),
+    ("bitbucket-server/repo-comment-added-gwt-signed", "this is secret"),
+]
+
+
+@pytest.mark.parametrize(("name", "secret"), SIGNED)
+def test_signed_fixtures_verify_and_a_wrong_secret_is_refused(
+    settings: Settings, name: str, secret: str
+) -> None:
+    body = (FIXTURES / f"{name}.json").read_bytes()
+    headers = json.loads((FIXTURES / f"{name}.headers.json").read_text())
+    headers = {k: v for k, v in headers.items() if k.lower() not in ("content-length", "host", "connection")}
+    for key, expect_ok in ((secret, True), (secret + "x", False)):
+        configured = other_db(
+            settings, 4, bitbucket_server_secret=key, bitbucket_cloud_secret=key,
+            bitbucket_server_url="https://bitbucket.example.com",
+        )  # fmt: skip
+        redis = Redis.from_url(configured.require_redis_url())
+        redis.flushdb()
+        with Server(create_app(configured, make_app(configured), redis)) as server:
+            reply = post(server.url, body, headers)
+        if expect_ok:
+            assert reply.status_code in (200, 202), reply.text
+        else:
+            assert reply.status_code == 401, reply.text
+            assert redis.dbsize() == 0
+        redis.flushdb()
+
+
+def test_a_cloud_fixture_aimed_at_a_local_repository_builds(api: str, store: BuildStore, tmp_path) -> None:
+    """The corpus's own `pullrequest:created`, with its repository links and commits made real."""
+    repo = Repo(tmp_path / "foo.git")  # Cloud clone URL = links.html.href + ".git"
+    source = repo.branch("develop", {"notes.txt": "from the pull request\n"})
+    body = json.loads((FIXTURES / "bitbucket-cloud/pullrequest-created-goscm.json").read_bytes())
+    pr = body["pullrequest"]
+    for side, sha in (("source", source), ("destination", repo.head("main"))):
+        pr[side]["repository"]["links"]["html"]["href"] = str(tmp_path / "foo")
+        pr[side]["commit"]["hash"] = sha
+    pr["destination"]["branch"]["name"] = "main"
+    reply = post(api, body, {"X-Event-Key": "pullrequest:created", "X-Request-UUID": "cloud-1"})
+    assert reply.status_code == 202, reply.text
+    done = wait_for(store, reply.json()["build_id"])
+    assert done.state is BuildState.succeeded, done.reason
+    assert (done.request.repo, done.request.pull_request, done.request.fork) == ("brydzewski/foo", 1, False)
+    assert done.request.source.commit == source
