@@ -41,8 +41,9 @@ def payload(n: int) -> bytes:
     return json.dumps(body).encode()
 
 
-async def fire(url: str, total: int, concurrency: int) -> list[float]:
-    bodies = [payload(n + 1) for n in range(total)]
+async def fire(url: str, total: int, concurrency: int, first: int = 1) -> list[float]:
+    """Post `total` webhooks for pull requests `first`, `first + 1`, ...; each starts a build."""
+    bodies = [payload(first + n) for n in range(total)]
     latencies: list[float] = []
     queue: asyncio.Queue[int] = asyncio.Queue()
     for i in range(total):
@@ -54,7 +55,7 @@ async def fire(url: str, total: int, concurrency: int) -> list[float]:
                 i = queue.get_nowait()
                 headers = {
                     "X-Event-Key": "pr:opened",
-                    "X-Request-Id": f"bench-{i}",
+                    "X-Request-Id": f"bench-{first + i}",
                     "X-Hub-Signature": sign(bodies[i], SECRET),
                     "Content-Type": "application/json",
                 }
@@ -100,7 +101,9 @@ def main() -> None:
                         time.sleep(0.1)
                 asyncio.run(fire(base + "/hooks/bitbucket", 200, args.concurrency))  # warm-up
                 start = time.perf_counter()
-                latencies = asyncio.run(fire(base + "/hooks/bitbucket", args.requests, args.concurrency))
+                latencies = asyncio.run(
+                    fire(base + "/hooks/bitbucket", args.requests, args.concurrency, 1000)
+                )
                 wall = time.perf_counter() - start
             finally:
                 stop_process_group(server, timeout=10)

@@ -65,8 +65,8 @@ class Intake:
     def stop_pull_request(self, pr_key: str, reason: str, keep: str | None = None) -> list[str]:
         """Ask every unfinished build of the pull request (but `keep`) to stop; returns their ids."""
         stopped = []
-        for record in self.store.builds_of_pull_request(pr_key):
-            if record.id != keep and not record.complete and not record.cancel_requested:
+        for record in self.store.builds_of_pull_request(pr_key, but=keep):
+            if not record.complete and not record.cancel_requested:
                 self.store.cancel(record.id, reason)
                 stopped.append(record.id)
         return stopped

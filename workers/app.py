@@ -24,8 +24,7 @@ def make_app(settings: Settings) -> Celery:
         worker_prefetch_multiplier=1,
         task_ignore_result=True,  # state lives in the build record; nobody reads step results
         result_expires=3600,
-        worker_send_task_events=True,  # Flower sees every task
-        task_send_sent_event=True,
+        worker_send_task_events=True,  # Flower sees every task the workers receive, start and finish
         task_default_queue=QUEUE_STEPS,
         task_routes={"podci.checkout": {"queue": QUEUE_NEW}},
         task_serializer="json",

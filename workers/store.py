@@ -53,9 +53,28 @@ def _dedupe(key: str) -> str:
     return f"{PREFIX}:dedupe:{key}"
 
 
+# One round trip, atomic: refuse when the name or any dedupe key exists (returning the build it
+# names), else write the record, its indexes and the dedupe keys together.
+_CREATE = """
+for i = 6, #KEYS do
+  local first = redis.call('GET', KEYS[i])
+  if first then return first end
+end
+if redis.call('EXISTS', KEYS[1]) == 1 then return ARGV[1] end
+redis.call('SET', KEYS[1], ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
+redis.call('RPUSH', KEYS[4], ARGV[1])
+if ARGV[5] == '1' then redis.call('SADD', KEYS[5], ARGV[1]) end
+for i = 6, #KEYS do redis.call('SET', KEYS[i], ARGV[1], 'EX', ARGV[6]) end
+return false
+"""
+
+
 class BuildStore:
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
+        self._create = redis.register_script(_CREATE)
 
     def create(
         self,
@@ -84,29 +103,14 @@ class BuildStore:
             log_dir=f"{log_root}/{name}",
             step=STEPS[0],
         )
-        keys = [_dedupe(k) for k in dedupe]
-        with self.redis.pipeline() as pipe:
-            while True:
-                try:
-                    pipe.watch(_key(name), *keys)  # type: ignore[no-untyped-call]
-                    for key in keys:
-                        if (first := pipe.get(key)) is not None:
-                            raise DuplicateBuild(_text(first))
-                    if pipe.exists(_key(name)):
-                        raise DuplicateBuild(name)
-                    pipe.multi()
-                    for key in keys:
-                        pipe.set(key, name, ex=dedupe_ttl)
-                    pipe.set(_key(name), record.model_dump_json())
-                    pipe.zadd(BUILDS, {name: record.created.timestamp()})
-                    pipe.zadd(DUE, {name: due})
-                    pipe.rpush(_repo_queue(request.repo), name)
-                    if request.pr_key:
-                        pipe.sadd(_pr_set(request.pr_key), name)
-                    pipe.execute()
-                    return record
-                except WatchError:
-                    continue
+        keys = [_key(name), BUILDS, DUE, _repo_queue(request.repo), _pr_set(request.pr_key or "")]
+        created = record.created.timestamp()
+        has_pr = int(bool(request.pr_key))
+        args: list[str | float] = [name, record.model_dump_json(), created, due, has_pr, dedupe_ttl]
+        first = self._create(keys=keys + [_dedupe(k) for k in dedupe], args=args)
+        if first is not None:
+            raise DuplicateBuild(_text(first))
+        return record
 
     def get(self, build_id: str) -> BuildRecord | None:
         raw = self.redis.get(_key(build_id))
@@ -157,8 +161,9 @@ class BuildStore:
         index = int(position)  # type: ignore[arg-type]
         return index < limit, index
 
-    def builds_of_pull_request(self, pr_key: str) -> list[BuildRecord]:
-        records = (self.get(_text(m)) for m in self.redis.smembers(_pr_set(pr_key)))
+    def builds_of_pull_request(self, pr_key: str, but: str | None = None) -> list[BuildRecord]:
+        members = (_text(m) for m in self.redis.smembers(_pr_set(pr_key)))
+        records = (self.get(m) for m in members if m != but)
         return sorted((r for r in records if r is not None), key=lambda r: r.created)
 
     def overdue(self, now: float, limit: int = 500) -> list[str]:
