@@ -265,3 +265,18 @@ def test_a_cloud_fixture_aimed_at_a_local_repository_builds(api: str, store: Bui
     assert done.state is BuildState.succeeded, done.reason
     assert (done.request.repo, done.request.pull_request, done.request.fork) == ("brydzewski/foo", 1, False)
     assert done.request.source.commit == source
+
+
+def test_jenkins_notification_started_builds_job_and_number(api: str, store: BuildStore, tmp_path) -> None:
+    repo = Repo(tmp_path / "notified")
+    scm = {"url": str(repo.path), "branch": "origin/main", "commit": repo.head("main"), "changes": []}
+    body = {"name": "nightly", "url": "job/nightly/", "build": {"number": 17, "phase": "QUEUED", "scm": scm}}
+    token = {"X-Podci-Token": "jenkins-token"}
+    queued = post(api, body, token, path="/hooks/jenkins")
+    assert queued.status_code == 200 and queued.json()["action"] == "ignored"
+    body["build"]["phase"] = "STARTED"
+    started = post(api, body, token, path="/hooks/jenkins")
+    assert started.status_code == 202 and started.json()["build_id"] == "nightly-17"
+    done = wait_for(store, "nightly-17")
+    assert done.state is BuildState.succeeded, done.reason
+    assert (done.job, done.number, done.request.source.ref) == ("nightly", 17, "main")
