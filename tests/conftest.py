@@ -30,6 +30,16 @@ FAST = {
 }
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    from tests.helpers import FIXTURES
+
+    if not (FIXTURES / "bitbucket-cloud").is_dir():
+        raise pytest.UsageError(
+            f"the webhook payload corpus is not at {FIXTURES}: check out `shared/` beside this "
+            "repository, or set PODCI_FIXTURES to its fixtures folder"
+        )
+
+
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with embedded_redis(tmp_path_factory.mktemp("redis"), persist=False) as url:

@@ -18,6 +18,8 @@ from workers.store import BuildStore
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "webapp"
+# The shared payload corpus lives beside the checkout (`../shared/fixtures`), as in CI.
+FIXTURES = Path(os.environ.get("PODCI_FIXTURES") or ROOT.parent / "shared" / "fixtures")
 _GIT_ENV = {
     "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t.invalid",
     "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t.invalid",

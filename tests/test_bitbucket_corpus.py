@@ -7,7 +7,6 @@ computed by the code under test, so a parser change that alters a decision shows
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,10 +20,8 @@ from events.errors import PayloadError
 from events.options import ParseOptions
 from events.payload import NO_EVENT_KEY
 from schemas.event import Action, Decision
+from tests.helpers import FIXTURES
 
-FIXTURES = Path(
-    os.environ.get("PODCI_FIXTURES") or Path(__file__).resolve().parents[2] / "shared" / "fixtures"
-)
 BASE = "https://bitbucket.example.com"
 OPTIONS = ParseOptions(branch_builds=("*",), server_base_url=BASE)
 NO_BRANCH_BUILDS = ParseOptions(server_base_url=BASE)

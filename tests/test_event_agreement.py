@@ -21,8 +21,8 @@ from podci.cli import cli
 from schemas.event import Decision
 from schemas.record import BuildRecord
 from schemas.settings import Settings
-from tests.helpers import Server
-from tests.test_bitbucket_corpus import BASE, FIXTURES, ROWS, headers_for
+from tests.helpers import FIXTURES, Server
+from tests.test_bitbucket_corpus import BASE, ROWS, headers_for
 from tests.test_webhooks import other_db
 from workers.app import make_app
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,7 +14,7 @@ from events.app import create_app
 from events.signature import sign
 from schemas.record import BuildState
 from schemas.settings import Settings
-from tests.helpers import Recorder, Repo, Server, leftovers, wait_for
+from tests.helpers import FIXTURES, Recorder, Repo, Server, leftovers, wait_for
 from workers.app import make_app
 from workers.store import BuildStore
 
@@ -210,7 +209,6 @@ def test_refused_requests_change_nothing(
     assert redis.dbsize() == 0  # no record, no queued message, no dedupe key
 
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 SIGNED = [
     ("bitbucket-server/pr-opened-goplayground", "secret"),
     ("bitbucket-server/pr-modified-goplayground", "secret"),
