@@ -51,10 +51,29 @@ class StepRecord(BaseModel):
         return ((self.finished or utcnow()) - self.started).total_seconds()
 
 
+class TestCaseFailure(BaseModel):
+    name: str  # `classname.name` as JUnit XML gives it
+    message: str = ""
+
+
 class TestResult(BaseModel):
     exit_code: int
     log_path: str
     log_tail: str = ""
+    # From the JUnit XML named by `.podci.yml` (`test.junit`), when there is one.
+    total: int | None = None
+    failed: int | None = None
+    skipped: int | None = None
+    failures: list[TestCaseFailure] = []
+
+
+class PodAttempt(BaseModel):
+    """One launch of the build's pod; a relaunch after pod loss adds another."""
+
+    attempt: int
+    pod: str
+    started: datetime = Field(default_factory=lambda: utcnow())
+    ended: str = ""  # why this launch ended early (pod lost), empty while current
 
 
 class BuildRecord(BaseModel):
@@ -75,6 +94,11 @@ class BuildRecord(BaseModel):
     config: dict[str, Any] | None = Field(default=None, description="the validated .podci.yml")
     pod_spec: dict[str, Any] | None = Field(default=None, description="the validated pod template spec")
     tests: TestResult | None = None
+    pods: list[PodAttempt] = []
+    service: str = ""
+    logs: dict[str, str] = Field(
+        default={}, description="container (and `tests`) -> log file, kept after teardown"
+    )
     log_dir: str = ""
     cancel_requested: bool = False
     cancel_reason: str = ""
