@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench browser clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -17,8 +17,14 @@ $(STAMP): pyproject.toml
 run: $(STAMP)  ## one real build of the bundled example, embedded Redis + local backend
 	$(BIN)/podci run
 
-test: $(STAMP)  ## the whole test suite (starts its own Redis servers and workers)
+test: $(STAMP) browser  ## the whole test suite (starts its own Redis servers and workers)
 	$(BIN)/pytest
+
+browser:  ## Debian's chromium for the browser test (Playwright drives it; it downloads no browser)
+	@command -v chromium >/dev/null || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+		else echo "install Debian's chromium (apt-get install chromium) for the browser test"; fi; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

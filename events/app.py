@@ -13,7 +13,8 @@ from typing import Any
 
 from celery import Celery
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import SecretStr
 from redis import Redis
 from redis.exceptions import RedisError
@@ -22,11 +23,13 @@ from events import bitbucket, jenkins
 from events.errors import PayloadError, SignatureError
 from events.intake import Intake, Reply
 from events.options import ParseOptions
+from events.pages import make_router
 from events.signature import verify_signature, verify_token
 from schemas.event import Decision
 from schemas.request import Provider
 from schemas.settings import Settings
 from workers.app import make_app
+from workers.metrics import RedisCollector
 from workers.store import BuildStore
 
 Parser = Callable[[Mapping[str, str], Any, ParseOptions], Decision]
@@ -123,6 +126,14 @@ def create_app(settings: Settings, celery: Celery | None = None, redis: Redis | 
     @api.post("/hooks/jenkins", summary="Jenkins Notification plugin and the generic trigger")
     async def hook_jenkins(request: Request) -> JSONResponse:
         return await receive(request, check_jenkins, jenkins.parse)
+
+    registry = CollectorRegistry(auto_describe=True)
+    registry.register(RedisCollector(redis))
+    api.include_router(make_router(intake.store, settings.public_url))
+
+    @api.get("/metrics", summary="Prometheus metrics, read from Redis at each scrape")
+    def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     @api.get("/healthz", summary="200 when Redis answers")
     def healthz() -> JSONResponse:

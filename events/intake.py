@@ -6,6 +6,7 @@ a build is a record and one queued message; the workers do the rest.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +17,8 @@ from schemas.request import BuildRequest
 from schemas.settings import Settings
 from workers.store import BuildStore, DuplicateBuild
 from workers.submit import submit
+
+log = logging.getLogger("podci.intake")
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,15 @@ class Intake:
         self.settings, self.store, self.app = settings, store, app
 
     def handle(self, decision: Decision) -> Reply:
+        reply = self._act(decision)
+        log.info(
+            "provider=%s event=%s delivery=%s action=%s build=%s",
+            decision.provider, decision.event, decision.delivery_id, reply.body.get("action"),
+            reply.body.get("build_id", "-"),
+        )  # fmt: skip
+        return reply
+
+    def _act(self, decision: Decision) -> Reply:
         if decision.action is Action.build and decision.request is not None:
             return self._build(decision, decision.request)
         if decision.action is Action.cancel and decision.repo and decision.pull_request:

@@ -212,6 +212,21 @@ def beat(loglevel: str) -> None:
 
 
 @cli.command()
+@click.option("--address", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5555, show_default=True, type=int)
+@click.option(
+    "--basic-auth", envvar="PODCI_FLOWER_BASIC_AUTH", help="user:password (or PODCI_FLOWER_BASIC_AUTH)"
+)
+def flower(address: str, port: int, basic_auth: str | None) -> None:
+    """Flower, the Celery monitor, on the pipeline's broker (needs PODCI_REDIS_URL)."""
+    settings = load_settings()
+    argv = ["flower", f"--address={address}", f"--port={port}"]
+    if basic_auth:
+        argv.append(f"--basic-auth={basic_auth}")
+    make_app(settings).start(argv)
+
+
+@cli.command()
 @click.option("--host", default="0.0.0.0", show_default=True)  # noqa: S104 - a server for webhooks
 @click.option("--port", default=8080, show_default=True, type=int)
 @click.option("--log-level", default="info", show_default=True)

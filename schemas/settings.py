@@ -37,6 +37,19 @@ class Settings(BaseSettings):
     # Builds of one repository that may run at once; more wait in `queued`, in order. 0: no limit.
     repo_concurrency: int = Field(default=4, ge=0)
 
+    # --- results ---
+    public_url: str = Field(default="http://localhost:8080", description="where the build pages are served")
+    bitbucket_cloud_api_url: str = "https://api.bitbucket.org"
+    bitbucket_cloud_user: str | None = Field(default=None, description="with an app password")
+    bitbucket_cloud_app_password: SecretStr | None = None
+    bitbucket_cloud_token: SecretStr | None = Field(
+        default=None, description="a repository/workspace access token"
+    )
+    bitbucket_server_token: SecretStr | None = Field(default=None, description="an HTTP access token")
+    bitbucket_server_legacy_status: bool = Field(default=False, description="use /rest/build-status/1.0")
+    report_retries: int = Field(default=20, ge=0, description="tries of a status post before giving up")
+    report_backoff_max: int = Field(default=300, ge=1, description="longest pause (s) between those tries")
+
     # --- webhooks (`podci serve`) ---
     bitbucket_cloud_secret: SecretStr | None = None
     bitbucket_server_secret: SecretStr | None = None

@@ -9,13 +9,15 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from podci.embedded import stop_process_group
 from schemas.record import BuildRecord
 from workers.store import BuildStore
 
+T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "webapp"
 # The shared payload corpus lives beside the checkout (`../shared/fixtures`), as in CI.
@@ -111,6 +113,15 @@ def wait_for(store: BuildStore, build_id: str, timeout: float = 90, until: str |
     raise AssertionError(f"build {build_id} did not get there within {timeout}s: {store.get(build_id)}")
 
 
+def wait_until(check: Callable[[], T], timeout: float = 30) -> T:
+    """Poll `check` until it returns something truthy; return that."""
+    deadline = time.monotonic() + timeout
+    while not (value := check()):
+        assert time.monotonic() < deadline, f"nothing after {timeout}s"
+        time.sleep(0.1)
+    return value
+
+
 def processes_mentioning(*markers: str) -> list[int]:
     """Pids of live (not zombie) processes whose command line or environment contains a marker."""
     wanted = [m.encode() for m in markers]
@@ -149,12 +160,12 @@ def leftovers(state_dir: Path, record: BuildRecord) -> list[str]:
 class Server:
     """An ASGI app served by a real uvicorn on a free loopback port, in a thread of the test process."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, port: int | None = None) -> None:
         import uvicorn
 
         from podci.embedded import free_port
 
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
         self.server = uvicorn.Server(config)

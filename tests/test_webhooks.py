@@ -14,7 +14,7 @@ from events.app import create_app
 from events.signature import sign
 from schemas.record import BuildState
 from schemas.settings import Settings
-from tests.helpers import FIXTURES, Recorder, Repo, Server, leftovers, wait_for
+from tests.helpers import FIXTURES, Recorder, Repo, Server, leftovers, wait_for, wait_until
 from workers.app import make_app
 from workers.store import BuildStore
 
@@ -141,7 +141,8 @@ def test_jenkins_trigger_posts_the_result_to_its_callback(api: str, store: Build
         assert reply.json()["build_id"] == "webapp-ci-41"  # JOB_NAME-BUILD_NUMBER
         done = wait_for(store, "webapp-ci-41")
         assert done.state is BuildState.succeeded, done.reason
-        assert done.reported == {"jenkins-callback": "succeeded"}
+        reported = wait_until(lambda: (store.get("webapp-ci-41") or done).reported)
+        assert reported == {"jenkins-callback": "succeeded"}
         [(path, headers, raw)] = jenkins.received
     posted = json.loads(raw)
     assert path == "/podci-result" and headers["Content-Type"] == "application/json"

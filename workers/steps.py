@@ -6,16 +6,22 @@ called again later, so a build that waits costs a record in Redis, not a worker 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
-from schemas.record import BuildRecord, BuildState, TestResult, utcnow
+from schemas.record import BuildRecord, BuildState, PodAttempt, TestCaseFailure, TestResult, utcnow
 from schemas.settings import Settings
-from workers import callback, gitops
+from workers import gitops
 from workers.backends.base import BuildContext, ClusterBackend
+from workers.junit import JUnitError, parse_junit
 from workers.logtail import tail
 from workers.pipeline import Done, Outcome, Stop, Wait
 from workers.repo_config import CONFIG_FILE, ConfigError, load
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -64,7 +70,7 @@ def checkout(rt: Runtime, record: BuildRecord) -> Outcome:
 
 
 def create_service(rt: Runtime, record: BuildRecord) -> Outcome:
-    return Done(rt.backend.create_service(rt.context(record)))
+    return Done(rt.backend.create_service(rt.context(record)), fields={"service": record.name})
 
 
 def create_volume(rt: Runtime, record: BuildRecord) -> Outcome:
@@ -72,7 +78,9 @@ def create_volume(rt: Runtime, record: BuildRecord) -> Outcome:
 
 
 def create_pod(rt: Runtime, record: BuildRecord) -> Outcome:
-    return Done(rt.backend.create_pod(rt.context(record)), fields={"attempts": max(record.attempts, 1)})
+    detail = rt.backend.create_pod(rt.context(record))
+    pods = record.pods or [PodAttempt(attempt=1, pod=record.name)]
+    return Done(detail, fields={"attempts": max(record.attempts, 1), "pods": pods})
 
 
 def wait_setup(rt: Runtime, record: BuildRecord) -> Outcome:
@@ -101,6 +109,7 @@ def run_tests(rt: Runtime, record: BuildRecord) -> Outcome:
         exit_code=status.exit_code,
         log_path=str(status.log_path),
         log_tail=tail(status.log_path, rt.settings.log_tail_lines),
+        **_junit(rt, ctx),
     )
     if status.exit_code == 0:
         return Done("tests passed", fields={"tests": result})
@@ -109,19 +118,36 @@ def run_tests(rt: Runtime, record: BuildRecord) -> Outcome:
     )
 
 
+def _junit(rt: Runtime, ctx: BuildContext) -> dict[str, Any]:
+    """The JUnit report's counts and failures; a missing or broken report only costs the details."""
+    path = ctx.config.test.junit
+    data = rt.backend.workspace_file(ctx, path) if path else None
+    if data is None:
+        return {}
+    try:
+        summary = parse_junit(data)
+    except JUnitError as exc:
+        log.warning("build=%s %s", ctx.build_id, exc)
+        return {}
+    failures = [TestCaseFailure(name=name, message=message) for name, message in summary.failures]
+    return {
+        "total": summary.total,
+        "failed": summary.failed,
+        "skipped": summary.skipped,
+        "failures": failures,
+    }
+
+
 def teardown(rt: Runtime, record: BuildRecord) -> Outcome:
-    return Done(rt.backend.teardown(record.name))
+    # Logs first: once the pod is gone, so are its containers' logs.
+    logs = {name: str(path) for name, path in rt.backend.logs(record.name, Path(record.log_dir)).items()}
+    return Done(rt.backend.teardown(record.name), fields={"logs": logs})
 
 
 def report(rt: Runtime, record: BuildRecord) -> Outcome:
-    verdict = f"{record.state.value}: {record.reason}" if record.reason else record.state.value
-    url = record.request.callback_url
-    if url is None:
-        return Done(verdict)
-    note = callback.post_result(record, url)
-    return Done(
-        f"{verdict}; {note}", fields={"reported": {**record.reported, callback.REPORTER: record.state.value}}
-    )
+    # The reporters post on their own (`podci.notify`), retried apart from the pipeline, so an outage
+    # of Bitbucket delays a status, never the build's end.
+    return Done(f"{record.state.value}: {record.reason}" if record.reason else record.state.value)
 
 
 STEP_FUNCTIONS: dict[str, Callable[[Runtime, BuildRecord], Outcome]] = {

@@ -1,4 +1,4 @@
-"""The Celery tasks: `podci.<step>` for each pipeline step, and `podci.reconcile`.
+"""The Celery tasks: `podci.<step>` for each pipeline step, `podci.notify` and `podci.reconcile`.
 
 Exactly one message per build is live at a time. It carries the record's `seq`; a task whose `seq`
 no longer matches is a duplicate (redelivered after a worker died, or re-sent by the reconciler) and
@@ -10,58 +10,29 @@ passes and `podci.reconcile` sends the message again.
 from __future__ import annotations
 
 import logging
-import os
 import time
 
 from celery import Celery, Task
 from celery.utils.time import get_exponential_backoff_interval
-from redis import Redis
 
 from schemas.record import BuildRecord, BuildState, StepState, utcnow
 from schemas.settings import Settings
-from workers import pipeline
-from workers.backends.select import make_backend
+from workers import metrics, pipeline
 from workers.errors import PermanentError, TransientError
+from workers.notify import notify, notify_all
 from workers.pipeline import STEPS, Outcome, Stop, Wait
-from workers.steps import STEP_FUNCTIONS, Runtime
+from workers.process import ProcessResources
+from workers.steps import STEP_FUNCTIONS
 from workers.store import BuildStore
 
 log = logging.getLogger("podci.pipeline")
-
-
-class _Process:
-    """Per-process connections: a prefork child must not share its parent's Redis socket."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self._pid = -1
-        self._store: BuildStore | None = None
-        self._runtime: Runtime | None = None
-
-    def _ensure(self) -> None:
-        if self._pid != os.getpid():
-            self._store = BuildStore(Redis.from_url(self.settings.require_redis_url()))
-            self._runtime = Runtime(self.settings, make_backend(self.settings))
-            self._pid = os.getpid()
-
-    @property
-    def store(self) -> BuildStore:
-        self._ensure()
-        assert self._store is not None
-        return self._store
-
-    @property
-    def runtime(self) -> Runtime:
-        self._ensure()
-        assert self._runtime is not None
-        return self._runtime
 
 
 def send(app: Celery, step: str, build_id: str, seq: int, countdown: float = 0) -> None:
     app.send_task(f"podci.{step}", args=[build_id, seq], countdown=countdown or None)
 
 
-def _attempt(proc: _Process, step: str, record: BuildRecord, task: Task) -> Outcome:
+def _attempt(proc: ProcessResources, step: str, record: BuildRecord, task: Task) -> Outcome:
     try:
         return STEP_FUNCTIONS[step](proc.runtime, record)
     except TransientError as exc:
@@ -90,16 +61,19 @@ def _admission(store: BuildStore, settings: Settings, record: BuildRecord, step:
     return Wait(f"queued: {ahead} earlier build(s) of {record.request.repo} first")
 
 
-def run_step(app: Celery, proc: _Process, step: str, build_id: str, seq: int, task: Task) -> str:
+def run_step(app: Celery, proc: ProcessResources, step: str, build_id: str, seq: int, task: Task) -> str:
     store, settings = proc.store, proc.settings
     record = store.get(build_id)
     if record is None or record.complete or record.seq != seq or record.step != step:
         return "stale"
     early: Outcome | None = pipeline.cancel_outcome(record, step) or _admission(store, settings, record, step)
     if early is None and record.step_record(step).state is StepState.pending:
+        was_queued = record.state is BuildState.queued
         record = store.update(build_id, lambda r: pipeline.start(r, step, utcnow()), expect_seq=seq)
         if record is None:
             return "stale"
+        if was_queued:
+            notify_all(app, proc, build_id)  # INPROGRESS
     outcome = early or _attempt(proc, step, record, task)
     delay = 0.0
     if isinstance(outcome, Wait):
@@ -120,7 +94,10 @@ def run_step(app: Celery, proc: _Process, step: str, build_id: str, seq: int, ta
             "build=%s step=%s state=%s seconds=%.3f build_state=%s detail=%s",
             build_id, step, entry.state.value, entry.seconds or 0.0, moved.state.value, entry.detail[:200],
         )  # fmt: skip
-    if not moved.complete:
+    if moved.complete:
+        metrics.record_completion(store.redis, moved, settings.backend)
+        notify_all(app, proc, build_id)  # the final state
+    else:
         send(app, moved.step, build_id, moved.seq, delay)
     return type(outcome).__name__.lower()
 
@@ -141,7 +118,7 @@ def reconcile(app: Celery, store: BuildStore, grace: float) -> int:
 
 
 def register(app: Celery, settings: Settings) -> None:
-    proc = _Process(settings)
+    proc = ProcessResources(settings)
 
     def make_step(step: str) -> None:
         def body(self: Task, build_id: str, seq: int) -> str:
@@ -153,6 +130,10 @@ def register(app: Celery, settings: Settings) -> None:
 
     for step in STEPS:
         make_step(step)
+
+    @app.task(name="podci.notify", bind=True, ignore_result=True)  # type: ignore[untyped-decorator]
+    def notify_task(self: Task, build_id: str, reporter: str) -> str:
+        return notify(proc, build_id, reporter, self)
 
     @app.task(name="podci.reconcile", ignore_result=True)  # type: ignore[untyped-decorator]
     def reconcile_task() -> int:

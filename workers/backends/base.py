@@ -78,7 +78,14 @@ class ClusterBackend(Protocol):
 
     def test_status(self, ctx: BuildContext) -> TestStatus | None: ...
 
-    def logs(self, ctx: BuildContext) -> dict[str, Path]: ...
+    def workspace_file(self, ctx: BuildContext, path: str) -> bytes | None:
+        """A file of the build's workspace (a JUnit report), or None when it is not there."""
+        ...
+
+    def logs(self, name: str, log_dir: Path) -> dict[str, Path]:
+        """Every log of the build `name` (its containers', the test command's), saved under
+        `log_dir` so they outlive teardown; called just before it."""
+        ...
 
     def teardown(self, name: str) -> str:
         """Remove everything of the build `name`, found by name alone; returns what was removed."""

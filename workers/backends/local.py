@@ -226,10 +226,16 @@ class LocalBackend:
             raise PermanentError("the test process vanished without an exit code (killed from outside?)")
         return None
 
-    def logs(self, ctx: BuildContext) -> dict[str, Path]:
-        return {
-            str(p.relative_to(ctx.log_dir).with_suffix("")): p for p in sorted(ctx.log_dir.rglob("*.log"))
-        }
+    def workspace_file(self, ctx: BuildContext, path: str) -> bytes | None:
+        volume = self._volume(ctx.name).resolve()
+        target = (volume / path).resolve()
+        if not target.is_relative_to(volume) or not target.is_file():
+            return None
+        return target.read_bytes()
+
+    def logs(self, name: str, log_dir: Path) -> dict[str, Path]:
+        # Containers and the test command already write straight into `log_dir`.
+        return {str(p.relative_to(log_dir).with_suffix("")): p for p in sorted(log_dir.rglob("*.log"))}
 
     # --- teardown --------------------------------------------------------------------------------
     def teardown(self, name: str) -> str:

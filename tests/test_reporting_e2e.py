@@ -1,0 +1,160 @@
+"""Statuses where people look: webhooks in, through a real worker, statuses out to stand-ins that check
+every request against the API notes (see `test_reporters_http.StandIn`)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from redis import Redis
+
+from events.app import create_app
+from podci.embedded import free_port
+from schemas.record import BuildRecord, BuildState
+from schemas.settings import Settings
+from tests.conftest import FAST
+from tests.helpers import FIXTURES, Recorder, Repo, Server, Worker, wait_for, wait_until
+from tests.test_reporters_http import StandIn
+from tests.test_webhooks import SLOW_TESTS, other_db, post, server_pr
+from workers.app import make_app
+from workers.store import BuildStore
+
+CLOUD_TOKEN, SERVER_TOKEN = "cloud-token-e2e", "server-token-e2e"
+
+
+@dataclass
+class Stack:
+    api: str
+    store: BuildStore
+    cloud: StandIn
+    server: StandIn
+    repo: Repo
+    tmp: Path
+
+
+@pytest.fixture(scope="module")
+def stack(
+    settings: Settings, worker_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    """Receiver, worker and stand-ins on a Redis database of their own."""
+    tmp = tmp_path_factory.mktemp("reporting")
+    cloud = StandIn("cloud", "/unset", f"Bearer {CLOUD_TOKEN}")
+    server = StandIn("server", "/unset", f"Bearer {SERVER_TOKEN}")
+    port = free_port()
+    configured = other_db(settings, 8, public_url=f"http://127.0.0.1:{port}", state_dir=tmp / "state")
+    env = {
+        **worker_env,
+        **FAST,
+        "PODCI_REDIS_URL": configured.require_redis_url(),
+        "PODCI_STATE_DIR": str(tmp / "state"),
+        "PODCI_PUBLIC_URL": configured.public_url,
+        "PODCI_REPORT_BACKOFF_MAX": "1",
+        "PODCI_BITBUCKET_CLOUD_API_URL": cloud.url,
+        "PODCI_BITBUCKET_CLOUD_TOKEN": CLOUD_TOKEN,
+        "PODCI_BITBUCKET_SERVER_URL": server.url,
+        "PODCI_BITBUCKET_SERVER_TOKEN": SERVER_TOKEN,
+    }
+    redis = Redis.from_url(configured.require_redis_url())
+    redis.flushdb()
+    worker = Worker(env, tmp / "worker.log")
+    worker.start()
+    try:
+        with Server(create_app(configured, make_app(configured), redis), port=port) as api:
+            yield Stack(api.url, BuildStore(redis), cloud, server, Repo(tmp / "team.git"), tmp)
+    finally:
+        worker.stop()
+        cloud.close()
+        server.close()
+        redis.flushdb()
+
+
+def reported(store: BuildStore, build_id: str, reporter: str, state: str) -> BuildRecord:
+    def done() -> BuildRecord | None:
+        record = store.get(build_id)
+        return record if record is not None and record.reported.get(reporter) == state else None
+
+    return wait_until(done, timeout=60)
+
+
+def cloud_pr(repo: Repo, branch: str, sha: str) -> dict[str, Any]:
+    body = json.loads((FIXTURES / "bitbucket-cloud/pullrequest-created-goscm.json").read_bytes())
+    pr = body["pullrequest"]
+    for side, commit in (("source", sha), ("destination", repo.head("main"))):
+        pr[side]["repository"]["links"]["html"]["href"] = str(repo.path).removesuffix(".git")
+        pr[side]["commit"]["hash"] = commit
+    pr["source"]["branch"]["name"], pr["destination"]["branch"]["name"] = branch, "main"
+    return body
+
+
+def check_posts(stand_in: StandIn, build: BuildRecord, api: str, final: str) -> None:
+    states = [seen.body["state"] for seen in stand_in.seen if seen.problems == []]
+    assert states == ["INPROGRESS", final], [(s.body, s.problems) for s in stand_in.seen]
+    bodies = [seen.body for seen in stand_in.seen]
+    assert all(body["url"] == f"{api}/builds/{build.id}" for body in bodies)
+    assert len({body["key"] for body in bodies}) == 1
+    page = httpx.get(bodies[-1]["url"])
+    assert page.status_code == 200 and build.id in page.text
+
+
+def test_bitbucket_cloud_pull_request_posts_inprogress_then_success_once(stack: Stack) -> None:
+    sha = stack.repo.branch("cloud-topic", {"notes.txt": "cloud\n"})
+    stack.cloud.path = f"/2.0/repositories/brydzewski/foo/commit/{sha}/statuses/build"
+    headers = {"X-Event-Key": "pullrequest:created", "X-Request-UUID": "e2e-cloud"}
+    reply = post(stack.api, cloud_pr(stack.repo, "cloud-topic", sha), headers)
+    assert reply.status_code == 202, reply.text
+    build = reported(stack.store, reply.json()["build_id"], "bitbucket-cloud", "succeeded")
+    assert build.state is BuildState.succeeded
+    check_posts(stack.cloud, build, stack.api, "SUCCESSFUL")
+    assert len(stack.cloud.seen[0].body["key"]) <= 40
+
+
+def test_bitbucket_server_failed_build_posts_inprogress_then_failed_once(stack: Stack) -> None:
+    stack.server.seen.clear()
+    failing = (
+        "import unittest\n\nclass T(unittest.TestCase):\n    def test_no(self):\n        self.fail('nope')\n"
+    )
+    sha = stack.repo.branch("server-topic", {"tests/test_no.py": failing})
+    stack.server.path = f"/rest/api/latest/projects/TEAM/repos/webapp/commits/{sha}/builds"
+    reply = post(stack.api, server_pr("pr:opened", 31, stack.repo, "server-topic", sha),
+                 {"X-Event-Key": "pr:opened", "X-Request-Id": "e2e-server"})  # fmt: skip
+    assert reply.status_code == 202, reply.text
+    build = reported(stack.store, reply.json()["build_id"], "bitbucket-server", "failed")
+    assert build.state is BuildState.failed
+    check_posts(stack.server, build, stack.api, "FAILED")
+
+
+def test_jenkins_callback_gets_the_final_record_once(stack: Stack) -> None:
+    with Recorder() as jenkins:
+        body = {"job": "e2e-jenkins", "build_number": 3, "clone_url": str(stack.repo.path),
+                "source_branch": "main", "callback_url": jenkins.url + "/done"}  # fmt: skip
+        reply = post(stack.api, body, path="/hooks/jenkins")
+        assert reply.status_code == 202, reply.text
+        reported(stack.store, "e2e-jenkins-3", "jenkins-callback", "succeeded")
+        assert len(jenkins.received) == 1
+    assert json.loads(jenkins.received[0][2])["state"] == "succeeded"
+
+
+def test_an_outage_during_the_final_report_is_retried_and_changes_nothing(stack: Stack) -> None:
+    stack.cloud.seen.clear()
+    sha = stack.repo.branch("outage", {"tests/test_slow.py": SLOW_TESTS.replace("sleep(3)", "sleep(1)")})
+    stack.cloud.path = f"/2.0/repositories/brydzewski/foo/commit/{sha}/statuses/build"
+    headers = {"X-Event-Key": "pullrequest:updated", "X-Request-UUID": "e2e-outage"}
+    reply = post(stack.api, cloud_pr(stack.repo, "outage", sha), headers)
+    build_id = reply.json()["build_id"]
+    reported(stack.store, build_id, "bitbucket-cloud", "running")
+    stack.cloud.status, stack.cloud.reply = 503, '{"error": "down for maintenance"}'
+    finished = wait_for(stack.store, build_id)
+    assert finished.state is BuildState.succeeded
+    wait_until(lambda: len(stack.cloud.seen) >= 3)  # INPROGRESS, then at least two refused finals
+    stack.cloud.status = None
+    build = reported(stack.store, build_id, "bitbucket-cloud", "succeeded")
+    assert build.state is BuildState.succeeded and build.finished == finished.finished
+    states = [seen.body["state"] for seen in stack.cloud.seen]
+    assert states[0] == "INPROGRESS" and states[-1] == "SUCCESSFUL" and states.count("SUCCESSFUL") >= 3
+    accepted = [s for s in stack.cloud.seen[1:] if s.body["state"] == "SUCCESSFUL"]
+    assert accepted  # the last one went through once the outage ended

@@ -1,0 +1,60 @@
+"""Read a JUnit XML report into counts and the failed tests' names and messages.
+
+The report is written by the build's own tests (a fork's, perhaps), so it is parsed with defusedxml:
+no entity expansion, no external references. Both a `<testsuites>` root and a bare `<testsuite>` work.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from xml.etree.ElementTree import Element
+
+from defusedxml import ElementTree
+
+MAX_FAILURES = 50
+MAX_MESSAGE = 2000
+
+
+class JUnitError(ValueError):
+    """The file is not a JUnit report podci can read."""
+
+
+@dataclass(frozen=True)
+class JUnitSummary:
+    total: int
+    failed: int
+    skipped: int
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (name, message)
+
+
+def _case_name(case: Element) -> str:
+    name, classname = case.get("name", "?"), case.get("classname", "")
+    return f"{classname}.{name}" if classname else name
+
+
+def _message(problem: Element) -> str:
+    text = problem.get("message") or (problem.text or "").strip()
+    return text[:MAX_MESSAGE]
+
+
+def parse_junit(data: bytes) -> JUnitSummary:
+    try:
+        root = ElementTree.fromstring(data)
+    except Exception as exc:  # defusedxml raises ParseError and its own refusal types
+        raise JUnitError(f"the JUnit report is not readable XML: {exc}") from None
+    if root.tag not in ("testsuites", "testsuite"):
+        raise JUnitError(f"the JUnit report's root is <{root.tag}>, not <testsuites> or <testsuite>")
+    total = failed = skipped = 0
+    failures: list[tuple[str, str]] = []
+    for case in root.iter("testcase"):
+        total += 1
+        problem = case.find("failure")
+        if problem is None:
+            problem = case.find("error")
+        if problem is not None:
+            failed += 1
+            if len(failures) < MAX_FAILURES:
+                failures.append((_case_name(case), _message(problem)))
+        elif case.find("skipped") is not None:
+            skipped += 1
+    return JUnitSummary(total, failed, skipped, failures)

@@ -1,0 +1,77 @@
+"""`podci.notify`: post a build's current state with one reporter, apart from the pipeline.
+
+Sent when a build starts and when it completes. Each post is remembered in `record.reported`, so a
+state is never posted twice, and a lock per (build, reporter) keeps a slow retry and a newer message
+from posting at once. An old retry that runs after the build finished posts the final state, never
+a stale INPROGRESS. Failures are retried with backoff up to `PODCI_REPORT_RETRIES`, and never
+touch the build's own state.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from celery import Celery, Task
+from celery.utils.time import get_exponential_backoff_interval
+
+from schemas.record import BuildRecord, BuildState, utcnow
+from workers import metrics
+from workers.errors import TransientError
+from workers.process import ProcessResources
+
+log = logging.getLogger("podci.notify")
+
+
+def notify_all(app: Celery, proc: ProcessResources, build_id: str) -> None:
+    for name in proc.reporters:
+        app.send_task("podci.notify", args=[build_id, name])
+
+
+def _remember(name: str, state: str) -> Callable[[BuildRecord], None]:
+    def change(record: BuildRecord) -> None:
+        record.reported[name] = state
+
+    return change
+
+
+def notify(proc: ProcessResources, build_id: str, name: str, task: Task) -> str:
+    reporter, store = proc.reporters.get(name), proc.store
+    if reporter is None:
+        return "no such reporter"
+    lock = store.redis.lock(f"podci:lock:notify:{build_id}:{name}", timeout=120)
+    if not lock.acquire(blocking=False):
+        raise task.retry(countdown=1, max_retries=None)
+    try:
+        record = store.get(build_id)
+        if record is None or not reporter.applies(record) or record.reported.get(name) == record.state.value:
+            return "nothing new"
+        return _post(proc, record, name, task)
+    finally:
+        lock.release()
+
+
+def _post(proc: ProcessResources, record: BuildRecord, name: str, task: Task) -> str:
+    settings, redis = proc.settings, proc.store.redis
+    try:
+        note = proc.reporters[name].report(record)
+    except TransientError as exc:
+        metrics.count(redis, "reporter_failures", name)
+        tries = task.request.retries
+        if tries < settings.report_retries:
+            countdown = get_exponential_backoff_interval(
+                2, tries, settings.report_backoff_max, full_jitter=True
+            )
+            log.warning(
+                "build=%s reporter=%s %s; retry %d in %ss", record.id, name, exc, tries + 1, countdown
+            )
+            raise task.retry(countdown=countdown, max_retries=settings.report_retries) from None
+        log.error("build=%s reporter=%s gave up after %d tries: %s", record.id, name, tries + 1, exc)
+        return "gave up"
+    state = record.state.value
+    proc.store.update(record.id, _remember(name, state))
+    if record.state is BuildState.running and record.request.provider != "manual":
+        waited = (utcnow() - record.created).total_seconds()
+        metrics.observe(redis, "webhook_to_inprogress_seconds", name, waited)
+    log.info("build=%s reporter=%s state=%s note=%s", record.id, name, state, note)
+    return note

@@ -1,0 +1,230 @@
+"""What a Bitbucket build status says about a build: pure functions, no I/O, so every rule is table-tested.
+
+The limits come from the shared API notes (section "Build-status APIs"): Bitbucket Cloud refuses a `key`
+over 40 characters with a 400, Server/DC keys are kept to 255 characters the way
+bitbucket-branch-source-plugin does it, `name` is kept to 255 characters, and `url` must stay under 450
+characters and cannot be cut without breaking the link. The three APIs accept different state sets.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any, Literal
+from urllib.parse import quote
+
+from schemas.record import BuildRecord, BuildState
+
+Api = Literal["cloud", "server", "legacy"]
+
+CLOUD_KEY_MAX = 40
+SERVER_KEY_MAX = 255
+_SERVER_KEY_HEAD = 222  # 222 + "/" + 32 hex digits = 255, as bitbucket-branch-source-plugin shortens it
+NAME_MAX = 255
+DESCRIPTION_MAX = 255
+URL_LIMIT = 450  # the URL must be shorter than this
+
+# The state each API accepts for each build state. Cloud has STOPPED, the Server/DC builds API has
+# CANCELLED, and the legacy 1.0 API knows only three states, so a stopped build can only be FAILED there
+# (it did not pass, and SUCCESSFUL would let a pull request merge).
+STATES: dict[Api, dict[BuildState, str]] = {
+    "cloud": {
+        BuildState.queued: "INPROGRESS",
+        BuildState.running: "INPROGRESS",
+        BuildState.succeeded: "SUCCESSFUL",
+        BuildState.failed: "FAILED",
+        BuildState.error: "FAILED",
+        BuildState.stopped: "STOPPED",
+    },
+    "server": {
+        BuildState.queued: "INPROGRESS",
+        BuildState.running: "INPROGRESS",
+        BuildState.succeeded: "SUCCESSFUL",
+        BuildState.failed: "FAILED",
+        BuildState.error: "FAILED",
+        BuildState.stopped: "CANCELLED",
+    },
+    "legacy": {
+        BuildState.queued: "INPROGRESS",
+        BuildState.running: "INPROGRESS",
+        BuildState.succeeded: "SUCCESSFUL",
+        BuildState.failed: "FAILED",
+        BuildState.error: "FAILED",
+        BuildState.stopped: "FAILED",
+    },
+}
+
+
+def _md5(text: str) -> str:
+    # Not a security use: a short, stable stand-in for a name that is too long, as the plugin does.
+    return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
+
+
+def status_key(job: str) -> str:
+    """The Cloud status key: one per job, so a rebuild of the same commit replaces its status.
+
+    Cloud answers 400 for a key over 40 characters; a longer one becomes its md5 (32 hex digits), which
+    stays stable for the job and distinct from other jobs.
+    """
+    key = f"podci-{job}"
+    return key if len(key) <= CLOUD_KEY_MAX else _md5(key)
+
+
+def server_key(job: str) -> str:
+    """The Server/DC key: readable up to 255 characters; beyond, 222 characters, `/`, and the md5 of all."""
+    key = f"podci-{job}"
+    if len(key) <= SERVER_KEY_MAX:
+        return key
+    return f"{key[:_SERVER_KEY_HEAD]}/{_md5(key)}"
+
+
+def state_for(state: BuildState, api: Api) -> str:
+    """The state name `api` accepts for a build in `state`."""
+    return STATES[api][state]
+
+
+def _clip(text: str, limit: int) -> str:
+    text = " ".join(text.split())  # a reason may hold a newline or a log line; the UI shows one line
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def description(record: BuildRecord) -> str:
+    """One short sentence for the pull request page: what happened, with the JUnit counts when known."""
+    tests = record.tests
+    state = record.state
+    if not state.final:
+        text = f"build {record.number} {state.value}"
+    elif state is BuildState.succeeded:
+        if tests is not None and tests.total is not None:
+            skipped = tests.skipped or 0
+            passed = max(0, tests.total - (tests.failed or 0) - skipped)
+            text = f"{_plural(passed, 'test')} passed" + (f", {skipped} skipped" if skipped else "")
+        else:
+            text = "tests passed"
+    elif (
+        state is BuildState.failed
+        and tests is not None
+        and tests.total is not None
+        and tests.failed is not None
+        and tests.failed > 0
+    ):
+        text = f"{tests.failed} of {_plural(tests.total, 'test')} failed"
+    else:
+        text = record.reason or f"build {record.number} {state.value}"
+    return _clip(text, DESCRIPTION_MAX)
+
+
+def build_url(record: BuildRecord, public_url: str) -> str:
+    """The build page. Refused (ValueError) when 450 characters or more: a cut link leads nowhere."""
+    url = f"{public_url.rstrip('/')}/builds/{record.id}"
+    if len(url) >= URL_LIMIT:
+        raise ValueError(f"the build URL is {len(url)} characters; Bitbucket needs fewer than {URL_LIMIT}")
+    return url
+
+
+def _cloud_url(url: str) -> str:
+    """Cloud reads `url` as a URI template (`{repository.full_name}`): a literal brace must be escaped."""
+    url = url.replace("{", "%7B").replace("}", "%7D")
+    if len(url) >= URL_LIMIT:
+        raise ValueError(f"the build URL is {len(url)} characters; Bitbucket needs fewer than {URL_LIMIT}")
+    return url
+
+
+def name(record: BuildRecord) -> str:
+    """The display name; per job, like the key, so the status line keeps its label across builds."""
+    return _clip(f"podci {record.job}", NAME_MAX)
+
+
+def _ref(record: BuildRecord) -> str:
+    ref = record.request.source.ref
+    return ref if ref.startswith("refs/") else f"refs/heads/{ref}"
+
+
+def cloud_body(record: BuildRecord, public_url: str) -> dict[str, Any]:
+    """The JSON for `POST …/commit/{commit}/statuses/build` (Bitbucket Cloud)."""
+    return {
+        "key": status_key(record.job),
+        "state": state_for(record.state, "cloud"),
+        "name": name(record),
+        "description": description(record),
+        "url": _cloud_url(build_url(record, public_url)),
+        "refname": record.request.source.ref,
+    }
+
+
+def server_body(record: BuildRecord, public_url: str) -> dict[str, Any]:
+    """The JSON for the Server/DC builds API; `duration` and `testResults` only when they are known."""
+    body: dict[str, Any] = {
+        "key": server_key(record.job),
+        "state": state_for(record.state, "server"),
+        "name": name(record),
+        "url": build_url(record, public_url),
+        "description": description(record),
+        "buildNumber": str(record.number),
+        "ref": _ref(record),
+    }
+    if record.state.final and record.started is not None and record.finished is not None:
+        body["duration"] = max(0, int((record.finished - record.started).total_seconds() * 1000))
+    tests = record.tests
+    if tests is not None and tests.total is not None and tests.failed is not None:
+        skipped = tests.skipped or 0
+        body["testResults"] = {
+            "successful": max(0, tests.total - tests.failed - skipped),
+            "failed": tests.failed,
+            "skipped": skipped,
+        }
+    return body
+
+
+def legacy_body(record: BuildRecord, public_url: str) -> dict[str, Any]:
+    """The JSON for the legacy `POST /rest/build-status/1.0/commits/{commit}`: five fields, three states."""
+    return {
+        "state": state_for(record.state, "legacy"),
+        "key": server_key(record.job),
+        "name": name(record),
+        "url": build_url(record, public_url),
+        "description": description(record),
+    }
+
+
+_REPO = re.compile(r"^([^/\s]+)/([^/\s]+)$")
+
+
+def split_repo(repo: str) -> tuple[str, str] | None:
+    """`workspace/slug` (Cloud) or `PROJECT/slug` (Server); None for anything else."""
+    match = _REPO.match(repo)
+    return (match.group(1), match.group(2)) if match else None
+
+
+def _seg(text: str) -> str:
+    return quote(text, safe="")
+
+
+def cloud_path(record: BuildRecord) -> str | None:
+    """The Cloud status path under the API root, or None when the source commit or repository is unknown."""
+    commit = record.request.source.commit
+    parts = split_repo(record.request.repo)
+    if commit is None or parts is None:
+        return None
+    workspace, slug = parts
+    return f"/2.0/repositories/{_seg(workspace)}/{_seg(slug)}/commit/{commit}/statuses/build"
+
+
+def server_path(record: BuildRecord) -> str | None:
+    """The Server/DC builds API path, or None when the source commit or repository is unknown."""
+    commit = record.request.source.commit
+    parts = split_repo(record.request.repo)
+    if commit is None or parts is None:
+        return None
+    project, slug = parts
+    return f"/rest/api/latest/projects/{_seg(project)}/repos/{_seg(slug)}/commits/{commit}/builds"
+
+
+def legacy_path(record: BuildRecord) -> str | None:
+    """The legacy 1.0 path: tied to the commit only, so the repository's form does not matter."""
+    commit = record.request.source.commit
+    return None if commit is None else f"/rest/build-status/1.0/commits/{commit}"
