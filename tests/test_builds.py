@@ -182,3 +182,30 @@ def test_setup_waits_for_an_exec_readiness_probe(app, store, settings, tmp_path)
     assert setup.detail == "all containers ready"
     assert setup.checks >= 1  # the probe failed at least once before the file appeared
     assert leftovers(settings.state_dir, record) == []
+
+
+JUNIT_CONFIG = """\
+test:
+  container: tests
+  command: "cp fixture-report.xml report.xml; exit 1"
+  junit: report.xml
+setup:
+  ready: true
+"""
+JUNIT_POD = "containers:\n  - name: tests\n    image: none\n    command: [sleep, infinity]\n"
+JUNIT_REPORT = """<testsuite tests="3"><testcase classname="app.Checkout" name="pays"/>
+<testcase classname="app.Checkout" name="refunds"><failure message="expected 10, got 9"/></testcase>
+<testcase classname="app.Checkout" name="later"><skipped/></testcase></testsuite>"""
+
+
+def test_junit_report_lands_in_the_record(app, store, settings, tmp_path) -> None:
+    files = {".podci.yml": JUNIT_CONFIG, ".podci/pod.yaml": JUNIT_POD, "fixture-report.xml": JUNIT_REPORT}
+    repo = Repo(tmp_path / "junit", files, from_example=False)
+    record = build(app, store, settings, request(repo.path, "main", target=None))
+    assert record.state is BuildState.failed and record.tests is not None
+    assert (record.tests.total, record.tests.failed, record.tests.skipped) == (3, 1, 1)
+    assert [(f.name, f.message) for f in record.tests.failures] == [
+        ("app.Checkout.refunds", "expected 10, got 9")
+    ]
+    assert set(record.logs) == {"tests", "containers/tests"}
+    assert all(Path(path).is_file() for path in record.logs.values())
