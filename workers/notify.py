@@ -23,9 +23,11 @@ from workers.process import ProcessResources
 log = logging.getLogger("podci.notify")
 
 
-def notify_all(app: Celery, proc: ProcessResources, build_id: str) -> None:
-    for name in proc.reporters:
-        app.send_task("podci.notify", args=[build_id, name])
+def notify_all(app: Celery, proc: ProcessResources, record: BuildRecord) -> None:
+    """One `podci.notify` per reporter with something to say now (no message for the others)."""
+    for name, reporter in proc.reporters.items():
+        if reporter.applies(record):
+            app.send_task("podci.notify", args=[record.id, name])
 
 
 def _remember(name: str, state: str) -> Callable[[BuildRecord], None]:

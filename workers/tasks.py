@@ -73,7 +73,7 @@ def run_step(app: Celery, proc: ProcessResources, step: str, build_id: str, seq:
         if record is None:
             return "stale"
         if was_queued:
-            notify_all(app, proc, build_id)  # INPROGRESS
+            notify_all(app, proc, record)  # INPROGRESS
     outcome = early or _attempt(proc, step, record, task)
     delay = 0.0
     if isinstance(outcome, Wait):
@@ -96,7 +96,7 @@ def run_step(app: Celery, proc: ProcessResources, step: str, build_id: str, seq:
         )  # fmt: skip
     if moved.complete:
         metrics.record_completion(store.redis, moved, settings.backend)
-        notify_all(app, proc, build_id)  # the final state
+        notify_all(app, proc, moved)  # the final state
     else:
         send(app, moved.step, build_id, moved.seq, delay)
     return type(outcome).__name__.lower()
