@@ -204,24 +204,31 @@ def _seg(text: str) -> str:
     return quote(text, safe="")
 
 
-def cloud_path(record: BuildRecord) -> str | None:
-    """The Cloud status path under the API root, or None when the source commit or repository is unknown."""
+def _owner_slug_commit(record: BuildRecord) -> tuple[str, str, str] | None:
+    """The repository's two parts (path-escaped) and the source commit, when all are known."""
     commit = record.request.source.commit
     parts = split_repo(record.request.repo)
     if commit is None or parts is None:
         return None
-    workspace, slug = parts
-    return f"/2.0/repositories/{_seg(workspace)}/{_seg(slug)}/commit/{commit}/statuses/build"
+    return _seg(parts[0]), _seg(parts[1]), commit
+
+
+def cloud_path(record: BuildRecord) -> str | None:
+    """The Cloud status path under the API root, or None when the source commit or repository is unknown."""
+    known = _owner_slug_commit(record)
+    if known is None:
+        return None
+    workspace, slug, commit = known
+    return f"/2.0/repositories/{workspace}/{slug}/commit/{commit}/statuses/build"
 
 
 def server_path(record: BuildRecord) -> str | None:
     """The Server/DC builds API path, or None when the source commit or repository is unknown."""
-    commit = record.request.source.commit
-    parts = split_repo(record.request.repo)
-    if commit is None or parts is None:
+    known = _owner_slug_commit(record)
+    if known is None:
         return None
-    project, slug = parts
-    return f"/rest/api/latest/projects/{_seg(project)}/repos/{_seg(slug)}/commits/{commit}/builds"
+    project, slug, commit = known
+    return f"/rest/api/latest/projects/{project}/repos/{slug}/commits/{commit}/builds"
 
 
 def legacy_path(record: BuildRecord) -> str | None:
