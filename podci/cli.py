@@ -268,5 +268,23 @@ def event(body_file: Path, headers_file: Path | None, source: str) -> None:
     click.echo(decision.model_dump_json(indent=2, exclude_none=True))
 
 
+@cli.command()
+@click.option("--dry-run/--delete", default=True, show_default=True, help="only list, or really delete")
+def gc(dry_run: bool) -> None:
+    """Build objects on the cluster that nobody will tear down any more (finished builds, or older than
+    PODCI_KUBE_GC_TTL_HOURS). Only objects labelled managed-by=podci are ever touched."""
+    from workers.backends.k8s_api import KubeApi
+    from workers.gc import collect
+
+    settings = load_settings()
+    with redis_url(settings) as (url, _):
+        gone = collect(KubeApi(settings), BuildStore(Redis.from_url(url)), settings, dry_run=dry_run)
+    for item in gone:
+        click.echo(f"{'would delete' if dry_run else 'deleted'} {item}")
+    click.echo(
+        f"{len(gone)} object(s){' (dry run: pass --delete to delete them)' if dry_run and gone else ''}"
+    )
+
+
 def main() -> None:
     cli(prog_name="podci")

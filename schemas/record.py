@@ -91,10 +91,13 @@ class BuildRecord(BaseModel):
     finished: datetime | None = None
     reported: dict[str, str] = {}
     merge_commit: str | None = None
+    source_commit: str | None = None
+    target_commit: str | None = None
     config: dict[str, Any] | None = Field(default=None, description="the validated .podci.yml")
     pod_spec: dict[str, Any] | None = Field(default=None, description="the validated pod template spec")
     tests: TestResult | None = None
     pods: list[PodAttempt] = []
+    relaunch_on_demand: bool = False  # the last loss was a node's: relaunch off spot capacity
     service: str = ""
     logs: dict[str, str] = Field(
         default={}, description="container (and `tests`) -> log file, kept after teardown"

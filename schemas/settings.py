@@ -37,6 +37,29 @@ class Settings(BaseSettings):
     # Builds of one repository that may run at once; more wait in `queued`, in order. 0: no limit.
     repo_concurrency: int = Field(default=4, ge=0)
 
+    # --- the Kubernetes backend ---
+    kube_context: str | None = Field(default=None, description="kubeconfig context; in a pod: in-cluster")
+    kube_namespace: str = Field(default="podci-builds", description="where build objects are created")
+    kube_version: str = Field(default="1.30.0", description="Kubernetes version objects are checked against")
+    kube_storage_class: str | None = Field(default=None, description="for dynamically provisioned volumes")
+    kube_static_volumes: Literal["none", "nfs", "hostpath"] = "none"
+    kube_nfs_server: str | None = None
+    kube_nfs_path: str = "/exports/podci"
+    kube_hostpath_root: str = "/var/lib/podci"
+    kube_node_selector: dict[str, str] = Field(default={}, description="JSON; added to every build pod")
+    kube_tolerations: list[dict[str, str]] = Field(default=[], description="JSON; added to every build pod")
+    kube_on_demand_node_selector: dict[str, str] | None = Field(
+        default=None, description="JSON; replaces kube_node_selector for a relaunch after a spot loss"
+    )
+    kube_on_demand_tolerations: list[dict[str, str]] | None = None
+    kube_labels: dict[str, str] = Field(default={}, description="JSON; added to every object")
+    kube_service_account: str = Field(default="default", description="the only one a template may name")
+    kube_allow_host_path: bool = False
+    kube_agent_image: str = "busybox:1.36"
+    kube_git_image: str = "alpine/git:2.45.2"
+    kube_keep_failed_pod_minutes: int = Field(default=0, ge=0)
+    kube_gc_ttl_hours: float = Field(default=24, gt=0)
+
     # --- results ---
     public_url: str = Field(default="http://localhost:8080", description="where the build pages are served")
     bitbucket_cloud_api_url: str = "https://api.bitbucket.org"

@@ -8,6 +8,7 @@ next step of a running one.
 from __future__ import annotations
 
 from celery import Celery
+from celery.signals import worker_ready
 
 from schemas.settings import Settings
 
@@ -36,10 +37,29 @@ def make_app(settings: Settings) -> Celery:
         },
         beat_schedule={
             "podci-reconcile": {"task": "podci.reconcile", "schedule": settings.reconcile_interval},
+            **(
+                {"podci-gc": {"task": "podci.gc", "schedule": 600.0}}
+                if settings.backend == "kubernetes"
+                else {}
+            ),
         },
         worker_hijack_root_logger=False,
     )
     from workers.tasks import register  # the tasks need the app; the app does not need them to exist
 
     register(app, settings)
+    if settings.backend == "kubernetes":
+        _watch_pods_when_ready(app, settings)
     return app
+
+
+def _watch_pods_when_ready(app: Celery, settings: Settings) -> None:
+    """One pod watch per worker, in its main process (started after the pool has forked)."""
+
+    def on_ready(sender: object = None, **_: object) -> None:
+        if getattr(sender, "app", None) is app:
+            from workers.pod_watch import start_pod_watch
+
+            start_pod_watch(app, settings)
+
+    worker_ready.connect(on_ready, weak=False)

@@ -7,3 +7,14 @@ class PermanentError(RuntimeError):
 
 class TransientError(RuntimeError):
     """It may pass (5xx, 429, connection refused, network): the step is retried with backoff."""
+
+    retry_after: float | None = None  # seconds the server asked for (429 Retry-After)
+
+
+class PodLost(RuntimeError):
+    """The build's pod was lost (evicted, deleted, its node gone): relaunch it, it did not fail."""
+
+    def __init__(self, reason: str, node_loss: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.node_loss = node_loss

@@ -49,7 +49,16 @@ class Stop:
     fields: dict[str, Any] = field(default_factory=dict)
 
 
-Outcome = Done | Wait | Stop
+@dataclass(frozen=True)
+class Relaunch:
+    """The pod was lost (not failed): start a new attempt from `create_pod`, same Service and volume."""
+
+    reason: str
+    on_demand: bool = False
+
+
+Outcome = Done | Wait | Stop | Relaunch
+RELAUNCHED_STEPS = ("create_pod", "wait_setup", "run_tests")
 
 
 def next_step(step: str) -> str | None:
@@ -82,6 +91,9 @@ def apply(record: BuildRecord, step: str, outcome: Outcome, now: datetime) -> No
         entry.detail = outcome.detail
         entry.checks += 1
         return
+    if isinstance(outcome, Relaunch):
+        _relaunch(record, outcome)
+        return
     for name, value in outcome.fields.items():
         setattr(record, name, value)
     entry.finished = now
@@ -99,6 +111,17 @@ def apply(record: BuildRecord, step: str, outcome: Outcome, now: datetime) -> No
     elif outcome.reason not in record.reason.split("; "):
         record.reason = f"{record.reason}; {outcome.reason}" if record.reason else outcome.reason
     _skip_to_teardown(record, step, now)
+
+
+def _relaunch(record: BuildRecord, outcome: Relaunch) -> None:
+    if record.pods and not record.pods[-1].ended:
+        record.pods[-1].ended = outcome.reason
+    record.relaunch_on_demand = outcome.on_demand
+    for entry in record.steps:
+        if entry.name in RELAUNCHED_STEPS:
+            entry.state, entry.started, entry.finished, entry.checks = StepState.pending, None, None, 0
+            entry.detail = f"relaunching: {outcome.reason}" if entry.name == "create_pod" else ""
+    record.step = "create_pod"
 
 
 def _advance(record: BuildRecord, step: str, now: datetime) -> None:

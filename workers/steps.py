@@ -8,17 +8,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from schemas.record import BuildRecord, BuildState, PodAttempt, TestCaseFailure, TestResult, utcnow
+from schemas.repo_config import RepoConfig
 from schemas.settings import Settings
 from workers import gitops
 from workers.backends.base import BuildContext, ClusterBackend
+from workers.errors import PodLost
 from workers.junit import JUnitError, parse_junit
 from workers.logtail import tail
-from workers.pipeline import Done, Outcome, Stop, Wait
+from workers.names import attempt_name
+from workers.pipeline import Done, Outcome, Relaunch, Stop, Wait
 from workers.repo_config import CONFIG_FILE, ConfigError, load
 
 log = logging.getLogger(__name__)
@@ -63,6 +66,8 @@ def checkout(rt: Runtime, record: BuildRecord) -> Outcome:
         f"{merged} -> {result.commit[:12]}",
         fields={
             "merge_commit": result.commit,
+            "source_commit": result.source_commit,
+            "target_commit": result.target_commit,
             "config": loaded.config.model_dump(mode="json"),
             "pod_spec": loaded.pod_spec,
         },
@@ -78,18 +83,40 @@ def create_volume(rt: Runtime, record: BuildRecord) -> Outcome:
 
 
 def create_pod(rt: Runtime, record: BuildRecord) -> Outcome:
-    detail = rt.backend.create_pod(rt.context(record))
-    pods = record.pods or [PodAttempt(attempt=1, pod=record.name)]
-    return Done(detail, fields={"attempts": max(record.attempts, 1), "pods": pods})
+    """The first pod, or the next attempt after a loss (named `-a2`, `-a3`)."""
+    pods = list(record.pods)
+    if not pods or pods[-1].ended:
+        attempt = len(pods) + 1
+        pods.append(PodAttempt(attempt=attempt, pod=attempt_name(record.name, attempt)))
+    ctx = replace(rt.context(record), attempt=pods[-1].attempt)
+    detail = rt.backend.create_pod(ctx)
+    return Done(detail, fields={"attempts": pods[-1].attempt, "pods": pods})
+
+
+def _lost(record: BuildRecord, lost: PodLost, config: RepoConfig) -> Outcome:
+    """A lost pod is relaunched, not failed, until `max_attempts` launches have been lost."""
+    if record.attempts >= config.max_attempts:
+        return Stop(BuildState.error, f"the pod was lost {record.attempts} time(s), all that max_attempts "
+                    f"({config.max_attempts}) allows; the last time: {lost.reason}")  # fmt: skip
+    return Relaunch(f"attempt {record.attempts}: {lost.reason}", on_demand=lost.node_loss)
 
 
 def wait_setup(rt: Runtime, record: BuildRecord) -> Outcome:
     ctx = rt.context(record)
-    status = rt.backend.setup_status(ctx)
+    try:
+        status = rt.backend.setup_status(ctx)
+    except PodLost as lost:
+        return _lost(record, lost, ctx.config)
     if status.failure:
         return Stop(BuildState.error, status.failure)
     if status.ready:
         return Done(status.detail)
+    if status.unscheduled:  # waiting for capacity is normal, within its own budget
+        if _waited(record, "wait_setup") > ctx.config.timeouts.unscheduled:
+            return Stop(
+                BuildState.error, f"{status.detail} (for more than {ctx.config.timeouts.unscheduled:g} s)"
+            )
+        return Wait(status.detail)
     budget = ctx.config.timeouts.setup
     if _waited(record, "wait_setup") > budget:
         return Stop(BuildState.error, f"setup did not complete within {budget:g} s ({status.detail})")
@@ -98,8 +125,11 @@ def wait_setup(rt: Runtime, record: BuildRecord) -> Outcome:
 
 def run_tests(rt: Runtime, record: BuildRecord) -> Outcome:
     ctx = rt.context(record)
-    rt.backend.start_tests(ctx)
-    status = rt.backend.test_status(ctx)
+    try:
+        rt.backend.start_tests(ctx)
+        status = rt.backend.test_status(ctx)
+    except PodLost as lost:
+        return _lost(record, lost, ctx.config)
     if status is None:
         budget = ctx.config.timeouts.tests
         if _waited(record, "run_tests") > budget:
@@ -113,9 +143,8 @@ def run_tests(rt: Runtime, record: BuildRecord) -> Outcome:
     )
     if status.exit_code == 0:
         return Done("tests passed", fields={"tests": result})
-    return Stop(
-        BuildState.failed, f"tests failed with exit code {status.exit_code}", fields={"tests": result}
-    )
+    reason = status.reason or f"tests failed with exit code {status.exit_code}"
+    return Stop(BuildState.failed, reason, fields={"tests": result})
 
 
 def _junit(rt: Runtime, ctx: BuildContext) -> dict[str, Any]:
@@ -141,7 +170,8 @@ def _junit(rt: Runtime, ctx: BuildContext) -> dict[str, Any]:
 def teardown(rt: Runtime, record: BuildRecord) -> Outcome:
     # Logs first: once the pod is gone, so are its containers' logs.
     logs = {name: str(path) for name, path in rt.backend.logs(record.name, Path(record.log_dir)).items()}
-    return Done(rt.backend.teardown(record.name), fields={"logs": logs})
+    keep = record.state is BuildState.failed and rt.settings.kube_keep_failed_pod_minutes > 0
+    return Done(rt.backend.teardown(record.name, keep_pods=keep), fields={"logs": logs})
 
 
 def report(rt: Runtime, record: BuildRecord) -> Outcome:

@@ -20,7 +20,7 @@ from schemas.settings import Settings
 from workers import metrics, pipeline
 from workers.errors import PermanentError, TransientError
 from workers.notify import notify, notify_all
-from workers.pipeline import STEPS, Outcome, Stop, Wait
+from workers.pipeline import STEPS, Outcome, Relaunch, Stop, Wait
 from workers.process import ProcessResources
 from workers.steps import STEP_FUNCTIONS
 from workers.store import BuildStore
@@ -38,7 +38,9 @@ def _attempt(proc: ProcessResources, step: str, record: BuildRecord, task: Task)
     except TransientError as exc:
         tries = task.request.retries
         if tries < proc.settings.transient_retries:
-            countdown = get_exponential_backoff_interval(1, tries, 60, full_jitter=True)
+            countdown = max(
+                get_exponential_backoff_interval(1, tries, 60, full_jitter=True), exc.retry_after or 0
+            )
             log.warning("build %s step %s: %s; retry %d in %ss", record.id, step, exc, tries + 1, countdown)
             raise task.retry(
                 exc=exc, countdown=countdown, max_retries=proc.settings.transient_retries
@@ -88,6 +90,9 @@ def run_step(app: Celery, proc: ProcessResources, step: str, build_id: str, seq:
     )
     if moved is None:
         return "superseded"
+    if isinstance(outcome, Relaunch):
+        metrics.count(store.redis, "pod_losses", settings.backend)
+        log.warning("build=%s pod lost, relaunching: %s", build_id, outcome.reason)
     if not isinstance(outcome, Wait):
         entry = moved.step_record(step)
         log.info(
@@ -134,6 +139,16 @@ def register(app: Celery, settings: Settings) -> None:
     @app.task(name="podci.notify", bind=True, ignore_result=True)  # type: ignore[untyped-decorator]
     def notify_task(self: Task, build_id: str, reporter: str) -> str:
         return notify(proc, build_id, reporter, self)
+
+    @app.task(name="podci.gc", ignore_result=True)  # type: ignore[untyped-decorator]
+    def gc_task() -> int:
+        from workers.backends.k8s_api import KubeApi
+        from workers.gc import collect
+
+        gone = collect(KubeApi(settings), proc.store, settings, dry_run=False)
+        for item in gone:
+            log.info("gc deleted %s", item)
+        return len(gone)
 
     @app.task(name="podci.reconcile", ignore_result=True)  # type: ignore[untyped-decorator]
     def reconcile_task() -> int:

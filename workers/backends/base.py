@@ -8,6 +8,7 @@ from typing import Any, Protocol
 
 from schemas.record import BuildRecord
 from schemas.repo_config import PodSpec, RepoConfig
+from schemas.request import Revision
 from workers.errors import PermanentError
 
 
@@ -24,6 +25,12 @@ class BuildContext:
     log_dir: Path
     config: RepoConfig
     pod_spec: dict[str, Any]
+    # The two sides at the commits checkout resolved; a cluster re-does the merge from these.
+    source: Revision
+    target: Revision | None
+    fork: bool = False
+    attempt: int = 1
+    on_demand: bool = False
 
     @property
     def pod(self) -> PodSpec:
@@ -43,6 +50,15 @@ class BuildContext:
             log_dir=Path(record.log_dir),
             config=RepoConfig.model_validate(record.config),
             pod_spec=record.pod_spec,
+            source=record.request.source.model_copy(update={"commit": record.source_commit}),
+            target=(
+                record.request.target.model_copy(update={"commit": record.target_commit})
+                if record.request.target
+                else None
+            ),
+            fork=record.request.fork,
+            attempt=max(record.attempts, 1),
+            on_demand=record.relaunch_on_demand,
         )
 
 
@@ -51,6 +67,7 @@ class SetupStatus:
     ready: bool
     detail: str
     failure: str | None = None  # set when setup can never complete (a container died)
+    unscheduled: bool = False  # waiting for capacity: its own, usually longer, budget
 
 
 @dataclass(frozen=True)
@@ -59,6 +76,7 @@ class TestStatus:
 
     exit_code: int
     log_path: Path
+    reason: str | None = None  # when the exit code alone does not say it (a container OOMKilled)
 
 
 class ClusterBackend(Protocol):
@@ -87,6 +105,7 @@ class ClusterBackend(Protocol):
         `log_dir` so they outlive teardown; called just before it."""
         ...
 
-    def teardown(self, name: str) -> str:
-        """Remove everything of the build `name`, found by name alone; returns what was removed."""
+    def teardown(self, name: str, keep_pods: bool = False) -> str:
+        """Remove everything of the build `name`, found by name alone; returns what was removed.
+        With `keep_pods`, the pods stay for debugging (the garbage collector removes them later)."""
         ...

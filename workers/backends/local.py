@@ -238,7 +238,7 @@ class LocalBackend:
         return {str(p.relative_to(log_dir).with_suffix("")): p for p in sorted(log_dir.rglob("*.log"))}
 
     # --- teardown --------------------------------------------------------------------------------
-    def teardown(self, name: str) -> str:
+    def teardown(self, name: str, keep_pods: bool = False) -> str:
         groups = [int(p.read_text()) for p in (self._dir(name) / "proc").rglob("*.pid")]
         live = [g for g in groups if _group_alive(g)]
         _signal_groups(live, signal.SIGTERM)

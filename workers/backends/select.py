@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from redis import Redis
+
 from schemas.settings import Settings
 from workers.backends.base import ClusterBackend
 from workers.backends.local import LocalBackend
@@ -10,7 +12,9 @@ from workers.backends.local import LocalBackend
 def make_backend(settings: Settings) -> ClusterBackend:
     if settings.backend == "local":
         return LocalBackend(settings.state_dir, settings.teardown_grace, settings.log_tail_lines)
-    raise SystemExit(
-        f"the {settings.backend!r} backend is not available in this version of podci; "
-        "set PODCI_BACKEND=local (or pass --backend local)"
-    )
+    from workers.backends.k8s_api import KubeApi  # only a Kubernetes worker loads the client
+    from workers.backends.k8s_watch import PodCache
+    from workers.backends.kubernetes import KubernetesBackend
+
+    cache = PodCache(Redis.from_url(settings.require_redis_url()))
+    return KubernetesBackend(settings, KubeApi(settings), cache)

@@ -1,0 +1,68 @@
+"""The fixed scripts the Kubernetes backend runs in containers, run here by a real `sh` and `git`.
+
+The fake API server only simulates containers; these tests show the scripts themselves do their job,
+and that hostile branch names and test arguments stay data (positional parameters, env vars).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+from tests.helpers import Repo, git
+from workers.backends.k8s_names import AGENT_SCRIPT, CHECKOUT_SCRIPT, EXIT_MARK, START_TESTS_SCRIPT
+
+
+def run_checkout(workspace: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    workspace.mkdir(exist_ok=True)
+    full = {"PATH": os.environ["PATH"], "HOME": str(workspace.parent), "PODCI_WORKSPACE": str(workspace),
+            "TARGET_URL": "", "TARGET_REF": "", "TARGET_COMMIT": "", **env}  # fmt: skip
+    return subprocess.run(
+        ["sh", "-c", CHECKOUT_SCRIPT, "podci-checkout"], env=full, capture_output=True, text=True
+    )
+
+
+def test_checkout_merges_source_into_target_and_runs_once(tmp_path: Path) -> None:
+    repo = Repo(tmp_path / "repo", {"a.txt": "a\n"}, from_example=False)
+    source = repo.branch("feature/$(touch${IFS}pwned)", {"b.txt": "b\n"})
+    target = repo.commit({"c.txt": "c\n"})
+    ws = tmp_path / "ws"
+    url = str(repo.path)
+    env = {"SOURCE_URL": url, "SOURCE_REF": "feature/$(touch${IFS}pwned)", "SOURCE_COMMIT": source,
+           "TARGET_URL": url, "TARGET_REF": "main", "TARGET_COMMIT": target}  # fmt: skip
+    done = run_checkout(ws, **env)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in ws.iterdir() if not p.name.startswith(".")) == ["a.txt", "b.txt", "c.txt"]
+    assert git(ws, "rev-parse", "HEAD^1") == target and git(ws, "rev-parse", "HEAD^2") == source
+    assert not (ws / "pwned").exists() and not (tmp_path / "pwned").exists()
+    again = run_checkout(ws, SOURCE_URL="/nowhere", SOURCE_REF="x", SOURCE_COMMIT="0" * 40)
+    assert again.returncode == 0  # a relaunched pod finds the volume checked out already
+
+
+def test_checkout_without_target_builds_the_source(tmp_path: Path) -> None:
+    repo = Repo(tmp_path / "repo", {"a.txt": "a\n"}, from_example=False)
+    done = run_checkout(
+        tmp_path / "ws", SOURCE_URL=str(repo.path), SOURCE_REF="main", SOURCE_COMMIT=repo.head("main")
+    )
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "ws" / "a.txt").read_text() == "a\n"
+
+
+def test_tests_run_detached_and_the_agent_reports_their_exit(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    agent = subprocess.Popen(
+        ["sh", "-c", AGENT_SCRIPT, "podci-agent", str(ws)], stdout=subprocess.PIPE, text=True
+    )
+    argv = ["sh", "-c", 'echo "running $1"; exit 3', "t", "$(touch pwned)"]
+    started = time.monotonic()
+    start = subprocess.run(["sh", "-c", START_TESTS_SCRIPT, "podci-tests", str(ws), *argv], timeout=10)
+    assert start.returncode == 0 and time.monotonic() - started < 5
+    again = subprocess.run(["sh", "-c", START_TESTS_SCRIPT, "podci-tests", str(ws), "false"], timeout=10)
+    assert again.returncode == 0  # started once only
+    out, _ = agent.communicate(timeout=15)
+    lines = out.strip().splitlines()
+    assert lines == ["running $(touch pwned)", f"{EXIT_MARK} 3"]
+    assert not (ws / "pwned").exists()

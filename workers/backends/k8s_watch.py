@@ -1,0 +1,84 @@
+"""One watch on the build pods per worker, feeding a Redis cache and waking the builds they belong to.
+
+Pool processes read pod state from the cache instead of asking the API server, so the requests a
+build costs do not grow with how long it runs, and a pod event (ready, agent finished, evicted)
+wakes the build's waiting step at once instead of at its next timed look.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from redis import Redis
+
+from workers.backends.k8s_names import BUILD_LABEL, SELECTOR
+
+log = logging.getLogger("podci.k8s.watch")
+GONE = "gone"
+_TTL = 2 * 24 * 3600
+
+
+class PodCache:
+    """`podci:k8s:pod:{name}` holds the pod's last JSON from the watch, or `gone` once deleted."""
+
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+
+    def put(self, pod: dict[str, Any]) -> None:
+        self.redis.set(f"podci:k8s:pod:{pod['metadata']['name']}", json.dumps(pod), ex=_TTL)
+
+    def gone(self, name: str) -> None:
+        self.redis.set(f"podci:k8s:pod:{name}", GONE, ex=_TTL)
+
+    def get(self, name: str) -> tuple[bool, dict[str, Any] | None]:
+        """(known, pod): known False means the watch has not seen it yet; pod None means deleted."""
+        raw = self.redis.get(f"podci:k8s:pod:{name}")
+        if raw is None:
+            return False, None
+        text = raw.decode() if isinstance(raw, bytes) else str(raw)
+        return True, (None if text == GONE else json.loads(text))
+
+
+class PodWatcher:
+    """List, then watch from the list's resourceVersion; on 410 or any error, list again."""
+
+    def __init__(self, api: Any, cache: PodCache, wake: Callable[[str], None], timeout: int = 300) -> None:
+        self.api, self.cache, self.wake, self.timeout = api, cache, wake, timeout
+        self.stopped = threading.Event()
+
+    def start(self) -> threading.Thread:
+        thread = threading.Thread(target=self.run, name="podci-pod-watch", daemon=True)
+        thread.start()
+        return thread
+
+    def run(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                self._list_and_watch()
+            except Exception as exc:  # the watch must outlive any API trouble
+                log.warning("pod watch interrupted (%s: %s); listing again", type(exc).__name__, exc)
+                self.stopped.wait(1)  # a watcher thread, not a task: pausing here holds no worker slot
+
+    def _list_and_watch(self) -> None:
+        pods, version = self.api.list_with_version("pods", SELECTOR)
+        for pod in pods:
+            self._seen("MODIFIED", pod)
+        while not self.stopped.is_set():
+            for kind, obj in self.api.watch_pods(SELECTOR, version, self.timeout):
+                if kind == "ERROR":
+                    return  # too old (410): list again
+                version = obj["metadata"].get("resourceVersion", version)
+                self._seen(kind, obj)
+
+    def _seen(self, kind: str, pod: dict[str, Any]) -> None:
+        if kind == "DELETED":
+            self.cache.gone(pod["metadata"]["name"])
+        else:
+            self.cache.put(pod)
+        build = (pod["metadata"].get("labels") or {}).get(BUILD_LABEL)
+        if build:
+            self.wake(build)
