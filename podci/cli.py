@@ -78,7 +78,7 @@ def _request(settings: Settings, repo: Path | None, source: str | None, target: 
     repo = repo.resolve()
     if not (repo / ".git").exists() and not (repo / "HEAD").exists():
         raise click.UsageError(f"{repo} is not a git repository")
-    url = str(repo)
+    url = _clone_url(repo, settings)
     try:
         return BuildRequest(
             job=job or settings.job_default,
@@ -89,6 +89,21 @@ def _request(settings: Settings, repo: Path | None, source: str | None, target: 
         )
     except ValidationError as exc:
         raise click.UsageError(describe(exc, "the build request")) from None
+
+
+def _clone_url(repo: Path, settings: Settings) -> str:
+    """A cluster clones the code itself: for the Kubernetes backend use the repository's `origin`."""
+    if settings.backend != "kubernetes":
+        return str(repo)
+    proc = subprocess.run(
+        ["git", "-C", str(repo), "remote", "get-url", "origin"], capture_output=True, text=True, check=False
+    )
+    if proc.returncode == 0 and proc.stdout.strip():
+        return proc.stdout.strip()
+    click.echo(
+        f"warning: {repo} has no `origin` remote; the cluster must be able to clone {repo} itself", err=True
+    )
+    return str(repo)
 
 
 @cli.command()

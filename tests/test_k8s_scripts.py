@@ -66,3 +66,24 @@ def test_tests_run_detached_and_the_agent_reports_their_exit(tmp_path: Path) -> 
     lines = out.strip().splitlines()
     assert lines == ["running $(touch pwned)", f"{EXIT_MARK} 3"]
     assert not (ws / "pwned").exists()
+
+
+def in_pod(pod: str) -> dict[str, str]:
+    """A pod's name is its HOSTNAME; the scripts keep their state per pod."""
+    return {"PATH": os.environ["PATH"], "HOSTNAME": pod}
+
+
+def test_a_relaunched_pod_on_the_same_volume_runs_the_tests_again(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    for pod, code in (("b-1", "1"), ("b-1-a2", "0")):
+        agent = subprocess.Popen(
+            ["sh", "-c", AGENT_SCRIPT, "podci-agent", str(ws)],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=in_pod(pod),
+        )
+        start = ["sh", "-c", START_TESTS_SCRIPT, "podci-tests", str(ws), "sh", "-c", f"exit {code}"]
+        subprocess.run(start, timeout=10, env=in_pod(pod), check=True)
+        out, _ = agent.communicate(timeout=15)
+        assert out.strip().splitlines()[-1] == f"{EXIT_MARK} {code}"

@@ -171,7 +171,10 @@ def teardown(rt: Runtime, record: BuildRecord) -> Outcome:
     # Logs first: once the pod is gone, so are its containers' logs.
     logs = {name: str(path) for name, path in rt.backend.logs(record.name, Path(record.log_dir)).items()}
     keep = record.state is BuildState.failed and rt.settings.kube_keep_failed_pod_minutes > 0
-    return Done(rt.backend.teardown(record.name, keep_pods=keep), fields={"logs": logs})
+    detail = rt.backend.teardown(record.name, keep_pods=keep)
+    if detail is None:
+        return Wait("waiting for the build's objects to be deleted")
+    return Done(detail, fields={"logs": logs})
 
 
 def report(rt: Runtime, record: BuildRecord) -> Outcome:

@@ -105,7 +105,8 @@ class ClusterBackend(Protocol):
         `log_dir` so they outlive teardown; called just before it."""
         ...
 
-    def teardown(self, name: str, keep_pods: bool = False) -> str:
-        """Remove everything of the build `name`, found by name alone; returns what was removed.
+    def teardown(self, name: str, keep_pods: bool = False) -> str | None:
+        """Remove everything of the build `name`, found by name alone; returns what was removed, or
+        None while deletions are still under way (the step looks again).
         With `keep_pods`, the pods stay for debugging (the garbage collector removes them later)."""
         ...

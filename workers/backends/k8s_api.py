@@ -107,12 +107,6 @@ class KubeApi:
         data = json.loads(self._call(f"listing {kind}", fn, *scoped, label_selector=selector).data)
         return list(data["items"]), str(data["metadata"].get("resourceVersion", ""))
 
-    def read_pod(self, name: str) -> Obj | None:
-        response = self._call(
-            f"reading pod {name}", self.core.read_namespaced_pod, name, self.namespace, ok=(404,)
-        )
-        return None if response is None else dict(json.loads(response.data))
-
     def pod_log(self, name: str, container: str) -> str:
         response = self._call(
             f"reading the log of {name}/{container}", self.core.read_namespaced_pod_log, name, self.namespace,

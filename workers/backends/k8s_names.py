@@ -15,7 +15,7 @@ SELECTOR = f"{MANAGED_BY}=podci"
 WORKSPACE_VOLUME = "podci-workspace"
 CHECKOUT_CONTAINER = "podci-checkout"  # init container: re-does the merge onto the volume
 AGENT_CONTAINER = "podci-agent"  # sidecar: ready when setup is complete, exits when the tests have
-STATE_DIR = ".podci"  # inside the workspace
+STATE_DIR = ".podci"  # inside the workspace; each pod keeps its own `.podci/<pod name>/` (HOSTNAME)
 EXIT_MARK = "PODCI-EXIT"  # the agent's last log line: `PODCI-EXIT <code>`
 
 # Env: PODCI_WORKSPACE, SOURCE_URL, SOURCE_REF, SOURCE_COMMIT, TARGET_URL, TARGET_REF, TARGET_COMMIT.
@@ -36,19 +36,22 @@ mkdir -p .podci && touch .podci/checkout.done
 """
 
 # exec'd in the test container: `sh -c START_TESTS_SCRIPT podci-tests <workspace> <test argv...>`.
-# Returns at once; the tests run detached and leave their exit code in .podci/tests.exit.
+# Returns at once; the tests run detached and leave their exit code in .podci/<pod>/tests.exit. The
+# state is per pod (HOSTNAME is the pod's name): a relaunched pod shares the volume with the lost one.
 START_TESTS_SCRIPT = """cd "$1" && shift
-mkdir -p .podci
-if [ -e .podci/tests.started ]; then exit 0; fi
-touch .podci/tests.started
-( "$@" > .podci/tests.log 2>&1; echo $? > .podci/tests.exit.tmp
-  mv .podci/tests.exit.tmp .podci/tests.exit ) < /dev/null > /dev/null 2>&1 &
+d=".podci/${HOSTNAME:-pod}"
+mkdir -p "$d"
+if [ -e "$d/tests.started" ]; then exit 0; fi
+touch "$d/tests.started"
+( "$@" > "$d/tests.log" 2>&1; echo $? > "$d/tests.exit.tmp"
+  mv "$d/tests.exit.tmp" "$d/tests.exit" ) < /dev/null > /dev/null 2>&1 &
 """
 
 # The agent: `sh -c AGENT_SCRIPT podci-agent <workspace>`. Waits for the tests' exit code, prints the
 # test log and `PODCI-EXIT <code>`, and exits: its termination is the watch event that wakes the build.
 AGENT_SCRIPT = """cd "$1"
-while [ ! -e .podci/tests.exit ]; do sleep 1; done
-cat .podci/tests.log 2>/dev/null
-echo "PODCI-EXIT $(cat .podci/tests.exit)"
+d=".podci/${HOSTNAME:-pod}"
+while [ ! -e "$d/tests.exit" ]; do sleep 1; done
+cat "$d/tests.log" 2>/dev/null
+echo "PODCI-EXIT $(cat "$d/tests.exit")"
 """

@@ -19,11 +19,13 @@ from workers.backends.k8s_names import AGENT_CONTAINER, BUILD_LABEL, CHECKOUT_CO
 from workers.backends.k8s_objects import make_pod, make_pv, make_pvc, make_service
 from workers.backends.k8s_policy import check_policy
 from workers.backends.k8s_watch import PodCache
-from workers.backends.pod_state import classify, exit_code_from_agent_log, strip_exit_mark
+from workers.backends.local_proc import write_atomic
+from workers.backends.pod_state import PodState, classify, exit_code_from_agent_log, strip_exit_mark
 from workers.errors import PermanentError, PodLost, TransientError
 from workers.names import attempt_name
 
 _KINDS_IN_TEARDOWN_ORDER = ("pods", "services", "persistentvolumeclaims", "persistentvolumes")
+_DAY = 24 * 3600
 
 
 class KubernetesBackend:
@@ -51,23 +53,21 @@ class KubernetesBackend:
         return f"pod {pod['metadata']['name']}" + (" (on-demand nodes)" if ctx.on_demand else "")
 
     # --- waiting -------------------------------------------------------------------------------
-    def _pod(self, ctx: BuildContext) -> dict[str, Any] | None:
-        name = attempt_name(ctx.name, ctx.attempt)
-        known, pod = self.cache.get(name)
-        if not known:  # the watch has not reported it yet (just created, or no watcher): ask once
-            pod = self.api.read_pod(name)
-            if pod is not None:
-                self.cache.put(pod)
-        return pod
-
-    def _state(self, ctx: BuildContext) -> Any:
-        state = classify(self._pod(ctx), ctx.config, datetime.now(UTC))
+    def _state(self, ctx: BuildContext) -> PodState | None:
+        """The pod's state from the watch-fed cache; None until the watch has seen the pod (it then
+        wakes the build). Never a GET: waiting must not cost API requests."""
+        known, pod = self.cache.get(attempt_name(ctx.name, ctx.attempt))
+        if not known:
+            return None
+        state = classify(pod, ctx.config, datetime.now(UTC))
         if state.kind == "lost":
             raise PodLost(state.message, node_loss=state.node_loss)
         return state
 
     def setup_status(self, ctx: BuildContext) -> SetupStatus:
         state = self._state(ctx)
+        if state is None:
+            return SetupStatus(False, "waiting for the pod watch to report the pod")
         if state.kind in ("pulling_failed", "failed"):
             return SetupStatus(False, "", failure=state.message)
         if state.kind == "unscheduled":
@@ -78,8 +78,8 @@ class KubernetesBackend:
 
     def start_tests(self, ctx: BuildContext) -> None:
         marker = f"podci:k8s:tests-started:{attempt_name(ctx.name, ctx.attempt)}"
-        if self.cache.redis.exists(marker):
-            return  # one exec per attempt, however often the step looks
+        if not self.cache.redis.set(marker, "1", nx=True, ex=_DAY):
+            return  # one exec per attempt, however often (and however many at once) the step looks
         argv = [
             "sh",
             "-c",
@@ -88,14 +88,20 @@ class KubernetesBackend:
             ctx.config.volume.mount_path,
             *ctx.config.test.argv(),
         ]
-        code, output = self.api.exec(attempt_name(ctx.name, ctx.attempt), ctx.config.test.container, argv)
+        try:
+            code, output = self.api.exec(attempt_name(ctx.name, ctx.attempt), ctx.config.test.container, argv)
+        except Exception:
+            self.cache.redis.delete(marker)  # not started: the next look tries again
+            raise
         if code != 0:
+            self.cache.redis.delete(marker)
             raise TransientError(f"starting the tests failed with exit code {code}: {output[-300:]}")
-        self.cache.redis.set(marker, "1", ex=7 * 24 * 3600)
 
     def test_status(self, ctx: BuildContext) -> TestStatus | None:
         state = self._state(ctx)
         log_path = ctx.log_dir / "tests.log"
+        if state is None:
+            return None
         if state.kind == "failed":
             self._save_agent_log(ctx, log_path)
             return TestStatus(exit_code=1, log_path=log_path, reason=state.message)
@@ -108,9 +114,18 @@ class KubernetesBackend:
         return TestStatus(exit_code=code, log_path=log_path)
 
     def _save_agent_log(self, ctx: BuildContext, path: Path) -> str:
-        text = self.api.pod_log(attempt_name(ctx.name, ctx.attempt), AGENT_CONTAINER)
+        """The agent's log, fetched once per pod (a duplicate look reads Redis), written atomically
+        (a concurrent look may be reading the file)."""
+        pod = attempt_name(ctx.name, ctx.attempt)
+        key = f"podci:k8s:agent-log:{pod}"
+        cached = self.cache.redis.get(key)
+        if cached is None:
+            text = self.api.pod_log(pod, AGENT_CONTAINER)
+            self.cache.redis.set(key, text, ex=_DAY)
+        else:
+            text = cached.decode() if isinstance(cached, bytes) else str(cached)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(strip_exit_mark(text))
+        write_atomic(path, strip_exit_mark(text))
         return text
 
     def workspace_file(self, ctx: BuildContext, path: str) -> bytes | None:
@@ -122,36 +137,56 @@ class KubernetesBackend:
 
     # --- logs and teardown ---------------------------------------------------------------------
     def logs(self, name: str, log_dir: Path) -> dict[str, Path]:
-        saved: dict[str, Path] = {}
-        if (log_dir / "tests.log").exists():
-            saved["tests"] = log_dir / "tests.log"
-        for pod in self.api.select("pods", f"{BUILD_LABEL}={name}"):
-            spec = pod.get("spec") or {}
-            containers = [c["name"] for c in spec.get("containers", []) if c["name"] != AGENT_CONTAINER]
-            containers += [
-                c["name"] for c in spec.get("initContainers", []) if c["name"] == CHECKOUT_CONTAINER
-            ]
-            for container in containers:
-                key = f"{pod['metadata']['name']}/{container}"
-                path = log_dir / "containers" / f"{key.replace('/', '.')}.log"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(self.api.pod_log(pod["metadata"]["name"], container))
-                saved[f"containers/{key}"] = path
-        return saved
+        """Every container's log, fetched once (before the pods are deleted) into `log_dir`."""
+        if self.cache.redis.set(f"podci:k8s:logs:{name}", "1", nx=True, ex=_DAY):
+            for pod in self.api.select("pods", f"{BUILD_LABEL}={name}"):
+                self._save_pod_logs(pod, log_dir)
+        return {str(p.relative_to(log_dir).with_suffix("")): p for p in sorted(log_dir.rglob("*.log"))}
 
-    def teardown(self, name: str, keep_pods: bool = False) -> str:
-        """Delete everything labelled with the build, and succeed only once none of it remains."""
+    def _save_pod_logs(self, pod: dict[str, Any], log_dir: Path) -> None:
+        spec, pod_name = pod.get("spec") or {}, pod["metadata"]["name"]
+        containers = [c["name"] for c in spec.get("containers", []) if c["name"] != AGENT_CONTAINER]
+        containers += [c["name"] for c in spec.get("initContainers", []) if c["name"] == CHECKOUT_CONTAINER]
+        for container in containers:
+            path = log_dir / "containers" / f"{pod_name}.{container}.log"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(path, self.api.pod_log(pod_name, container))
+
+    def teardown(self, name: str, keep_pods: bool = False) -> str | None:
+        """Send the deletes once, then report done only when the watch has seen the pods go and no
+        other object of the build is listed; None means "look again" (the watch wakes the step)."""
         selector = f"{BUILD_LABEL}={name}"
-        if not keep_pods:
-            for pod in self.api.select("pods", selector):
-                self.api.delete("pods", pod["metadata"]["name"])
-        for kind in self._kinds()[1:]:
-            self.api.delete(kind, name)
-        kinds = self._kinds()[1:] if keep_pods else self._kinds()
-        left = [f"{kind}/{o['metadata']['name']}" for kind in kinds for o in self.api.select(kind, selector)]
-        if left:
-            raise TransientError(f"waiting for {', '.join(left)} to be deleted")
-        return f"deleted {', '.join(kinds)}" + (" (pods kept for debugging)" if keep_pods else "")
+        pods_key = f"podci:k8s:teardown-pods:{name}"
+        # The marker expires: if a worker died between setting it and deleting, the deletes go again.
+        if self.cache.redis.set(f"podci:k8s:teardown:{name}", "1", nx=True, ex=60):
+            pods = [] if keep_pods else [p["metadata"]["name"] for p in self.api.select("pods", selector)]
+            if pods:
+                self.cache.redis.sadd(pods_key, *pods)
+            for pod in pods:
+                self.api.delete("pods", pod)
+            for kind in self._kinds()[1:]:
+                self.api.delete(kind, name)
+        done_key, check_key = f"podci:k8s:teardown-done:{name}", f"podci:k8s:teardown-check:{name}"
+        if (done := self.cache.redis.get(done_key)) is not None:
+            return done.decode() if isinstance(done, bytes) else str(done)
+        pending = [p for p in self._members(pods_key) if self.cache.get(p) != (True, None)]
+        # One look at a time lists what is left; a duplicate look waits and then reads its result.
+        if pending or not self.cache.redis.set(check_key, "1", nx=True, ex=30):
+            return None
+        try:
+            if any(self.api.select(kind, selector) for kind in self._kinds()[1:]):
+                self.cache.redis.delete(f"podci:k8s:teardown:{name}")  # send the deletes again next time
+                return None
+            detail = f"deleted {', '.join(self._kinds())}" + (
+                " (pods kept for debugging)" if keep_pods else ""
+            )
+            self.cache.redis.set(done_key, detail, ex=_DAY)
+            return detail
+        finally:
+            self.cache.redis.delete(check_key)
+
+    def _members(self, key: str) -> list[str]:
+        return [m.decode() if isinstance(m, bytes) else str(m) for m in self.cache.redis.smembers(key)]
 
     def _kinds(self) -> tuple[str, ...]:
         static = self.settings.kube_static_volumes != "none"

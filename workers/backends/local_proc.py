@@ -15,11 +15,13 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 
 def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
+    """Readers see the old content or the new, never a half-written file; two writers may race."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
 
