@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,7 +13,8 @@ from redis import Redis
 
 from events.app import create_app
 from events.signature import sign
-from schemas.record import BuildState
+from schemas.record import BuildRecord, BuildState, utcnow
+from schemas.request import BuildRequest, Revision
 from schemas.settings import Settings
 from tests.helpers import FIXTURES, Recorder, Repo, Server, leftovers, wait_for, wait_until
 from workers.app import make_app
@@ -279,3 +281,20 @@ def test_jenkins_notification_started_builds_job_and_number(api: str, store: Bui
     done = wait_for(store, "nightly-17")
     assert done.state is BuildState.succeeded, done.reason
     assert (done.job, done.number, done.request.source.ref) == ("nightly", 17, "main")
+
+
+def test_a_final_report_lost_with_its_worker_is_sent_by_the_reconciler(store: BuildStore, settings: Settings,
+                                                                        tmp_path) -> None:  # fmt: skip
+    """As if the worker died right after completing the build, before sending its reports."""
+    with Recorder() as jenkins:
+        request = BuildRequest(job="orphan", number=1, repo="team/orphan", callback_url=jenkins.url + "/cb",
+                               source=Revision(clone_url=str(tmp_path), ref="main"))  # fmt: skip
+        record = store.create(request, log_root=str(tmp_path), due=time.time() + 3600)
+
+        def complete(r: BuildRecord) -> None:
+            r.state, r.finished, r.step = BuildState.succeeded, utcnow(), ""
+
+        store.update(record.id, complete, due=time.time())
+        reported = wait_until(lambda: (store.get(record.id) or record).reported, timeout=30)
+        assert reported == {"jenkins-callback": "succeeded"}
+        assert len(jenkins.received) == 1

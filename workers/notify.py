@@ -10,6 +10,7 @@ touch the build's own state.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 
 from celery import Celery, Task
@@ -25,9 +26,8 @@ log = logging.getLogger("podci.notify")
 
 def notify_all(app: Celery, proc: ProcessResources, record: BuildRecord) -> None:
     """One `podci.notify` per reporter with something to say now (no message for the others)."""
-    for name, reporter in proc.reporters.items():
-        if reporter.applies(record):
-            app.send_task("podci.notify", args=[record.id, name])
+    for name in pending_reports(proc, record):
+        app.send_task("podci.notify", args=[record.id, name])
 
 
 def _remember(name: str, state: str) -> Callable[[BuildRecord], None]:
@@ -37,30 +37,55 @@ def _remember(name: str, state: str) -> Callable[[BuildRecord], None]:
     return change
 
 
-def notify(proc: ProcessResources, build_id: str, name: str, task: Task) -> str:
+def pending_reports(proc: ProcessResources, record: BuildRecord) -> list[str]:
+    """Reporters that have something to say about the record's state and have not said it yet."""
+    return [
+        name
+        for name, reporter in proc.reporters.items()
+        if reporter.applies(record) and record.reported.get(name) != record.state.value
+    ]
+
+
+def resend_reports(app: Celery, proc: ProcessResources, grace: float) -> int:
+    """The final reports of completed builds, sent again when a worker died before sending them or
+    they are still failing. Re-sent messages try once (`retry=False`): this look repeats them."""
+    now, sent = time.time(), 0
+    for build_id in proc.store.reports_overdue(now):
+        record = proc.store.get(build_id)
+        names = [] if record is None else pending_reports(proc, record)
+        for name in names:
+            app.send_task("podci.notify", args=[build_id, name], kwargs={"retry": False})
+        proc.store.reports_due_at(build_id, now + max(grace, 60) if names else None)
+        sent += len(names)
+    return sent
+
+
+def notify(proc: ProcessResources, build_id: str, name: str, task: Task, retry: bool = True) -> str:
     reporter, store = proc.reporters.get(name), proc.store
     if reporter is None:
         return "no such reporter"
     lock = store.redis.lock(f"podci:lock:notify:{build_id}:{name}", timeout=120)
     if not lock.acquire(blocking=False):
+        if not retry:
+            return "busy"
         raise task.retry(countdown=1, max_retries=None)
     try:
         record = store.get(build_id)
         if record is None or not reporter.applies(record) or record.reported.get(name) == record.state.value:
             return "nothing new"
-        return _post(proc, record, name, task)
+        return _post(proc, record, name, task, retry)
     finally:
         lock.release()
 
 
-def _post(proc: ProcessResources, record: BuildRecord, name: str, task: Task) -> str:
+def _post(proc: ProcessResources, record: BuildRecord, name: str, task: Task, retry: bool) -> str:
     settings, redis = proc.settings, proc.store.redis
     try:
         note = proc.reporters[name].report(record)
     except TransientError as exc:
         metrics.count(redis, "reporter_failures", name)
         tries = task.request.retries
-        if tries < settings.report_retries:
+        if retry and tries < settings.report_retries:
             countdown = get_exponential_backoff_interval(
                 2, tries, settings.report_backoff_max, full_jitter=True
             )

@@ -23,6 +23,7 @@ from workers.pipeline import STEPS
 PREFIX = "podci"
 BUILDS = f"{PREFIX}:builds"
 DUE = f"{PREFIX}:due"
+REPORT_DUE = f"{PREFIX}:report-due"  # zset: completed builds whose final reports are not confirmed yet
 
 
 class DuplicateBuild(Exception):
@@ -143,6 +144,8 @@ class BuildStore:
                     if record.complete:
                         pipe.zrem(DUE, build_id)
                         pipe.lrem(_repo_queue(record.request.repo), 0, build_id)
+                        if due is not None:  # the completing step: its reports must follow
+                            pipe.zadd(REPORT_DUE, {build_id: due}, nx=True)
                     elif due is not None:
                         pipe.zadd(DUE, {build_id: due})
                     pipe.execute()
@@ -168,6 +171,16 @@ class BuildStore:
 
     def overdue(self, now: float, limit: int = 500) -> list[str]:
         return [_text(m) for m in self.redis.zrangebyscore(DUE, 0, now, start=0, num=limit)]
+
+    def reports_overdue(self, now: float, limit: int = 500) -> list[str]:
+        return [_text(m) for m in self.redis.zrangebyscore(REPORT_DUE, 0, now, start=0, num=limit)]
+
+    def reports_due_at(self, build_id: str, when: float | None) -> None:
+        """Look again at `when`; None: every report is confirmed, stop looking."""
+        if when is None:
+            self.redis.zrem(REPORT_DUE, build_id)
+        else:
+            self.redis.zadd(REPORT_DUE, {build_id: when})
 
     def drop_due(self, build_id: str) -> None:
         self.redis.zrem(DUE, build_id)

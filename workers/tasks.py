@@ -19,7 +19,7 @@ from schemas.record import BuildRecord, BuildState, StepState, utcnow
 from schemas.settings import Settings
 from workers import metrics, pipeline
 from workers.errors import PermanentError, TransientError
-from workers.notify import notify, notify_all
+from workers.notify import notify, notify_all, resend_reports
 from workers.pipeline import STEPS, Outcome, Relaunch, Stop, Wait
 from workers.process import ProcessResources
 from workers.steps import STEP_FUNCTIONS
@@ -137,8 +137,8 @@ def register(app: Celery, settings: Settings) -> None:
         make_step(step)
 
     @app.task(name="podci.notify", bind=True, ignore_result=True)  # type: ignore[untyped-decorator]
-    def notify_task(self: Task, build_id: str, reporter: str) -> str:
-        return notify(proc, build_id, reporter, self)
+    def notify_task(self: Task, build_id: str, reporter: str, retry: bool = True) -> str:
+        return notify(proc, build_id, reporter, self, retry)
 
     @app.task(name="podci.gc", ignore_result=True)  # type: ignore[untyped-decorator]
     def gc_task() -> int:
@@ -152,4 +152,6 @@ def register(app: Celery, settings: Settings) -> None:
 
     @app.task(name="podci.reconcile", ignore_result=True)  # type: ignore[untyped-decorator]
     def reconcile_task() -> int:
-        return reconcile(app, proc.store, settings.stall_grace)
+        return reconcile(app, proc.store, settings.stall_grace) + resend_reports(
+            app, proc, settings.stall_grace
+        )
