@@ -59,12 +59,12 @@ def test_container(record: BuildRecord) -> str | None:
 
 
 def exec_command(record: BuildRecord) -> str | None:
-    """A shell into the kept pod of a failed build, while that pod is still there to debug in.
-
-    Only a failed build whose current pod has not ended and whose teardown has not finished qualifies;
-    in practice that is the short while before teardown, so this stays simple on purpose.
-    """
-    if record.state is not BuildState.failed or not record.pods or record.finished is not None:
+    """A shell into the pod of a failed build, while that pod is still there to debug in: before
+    teardown, or while teardown keeps it (`PODCI_KUBE_KEEP_FAILED_POD_MINUTES`)."""
+    if record.state is not BuildState.failed or not record.pods:
+        return None
+    kept = record.pod_kept_until is not None and utcnow() < record.pod_kept_until
+    if record.finished is not None and not kept:
         return None
     current = record.pods[-1]
     if current.ended:

@@ -98,6 +98,7 @@ class BuildRecord(BaseModel):
     tests: TestResult | None = None
     pods: list[PodAttempt] = []
     relaunch_on_demand: bool = False  # the last loss was a node's: relaunch off spot capacity
+    pod_kept_until: datetime | None = None  # a failed build's pod, left for `kubectl exec` until then
     service: str = ""
     logs: dict[str, str] = Field(
         default={}, description="container (and `tests`) -> log file, kept after teardown"

@@ -235,6 +235,20 @@ def test_a_failed_build_still_holding_its_pod_shows_how_to_get_in(site: Site) ->
     assert f"kubectl exec -it {site.kept.name}-2 -c app -- sh" in text
 
 
+@pytest.mark.parametrize(("minutes", "shown"), [(10, True), (-1, False)])
+def test_a_finished_failed_build_whose_pod_is_kept_shows_how_to_get_in(site: Site, minutes: int,
+                                                                      shown: bool) -> None:  # fmt: skip
+    def keep(record: BuildRecord) -> None:
+        record.pod_kept_until = utcnow() + timedelta(minutes=minutes)
+
+    site.store.update(site.failed.id, keep)
+    try:
+        text = get(f"{site.url}/builds/{site.failed.id}").text
+    finally:
+        site.store.update(site.failed.id, lambda r: setattr(r, "pod_kept_until", None))
+    assert (f"kubectl exec -it {site.failed.name}-2" in text) is shown
+
+
 def test_a_queued_build_page_says_what_has_not_happened(site: Site) -> None:
     text = get(f"{site.url}/builds/{site.queued.id}").text
     assert "The tests have not run yet." in text

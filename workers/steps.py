@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -174,7 +175,10 @@ def teardown(rt: Runtime, record: BuildRecord) -> Outcome:
     detail = rt.backend.teardown(record.name, keep_pods=keep)
     if detail is None:
         return Wait("waiting for the build's objects to be deleted")
-    return Done(detail, fields={"logs": logs})
+    fields: dict[str, Any] = {"logs": logs}
+    if keep:
+        fields["pod_kept_until"] = utcnow() + timedelta(minutes=rt.settings.kube_keep_failed_pod_minutes)
+    return Done(detail, fields=fields)
 
 
 def report(rt: Runtime, record: BuildRecord) -> Outcome:
