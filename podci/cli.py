@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from redis import Redis
 from rich.console import Console
 
-from podci.embedded import child_worker, embedded_redis
+from podci.embedded import child_process, child_worker, embedded_redis
 from podci.example import example_repo
 from podci.progress import follow, summary
 from schemas.errors import describe
@@ -178,6 +178,40 @@ def _finish(record: BuildRecord, console: Console, as_json: bool) -> None:
     if as_json:
         click.echo(record.model_dump_json(indent=2))
     sys.exit(EXIT_CODES.get(record.state, 2))
+
+
+@cli.command()
+@click.option("--port", default=8080, show_default=True, type=int, help="the receiver and build pages")
+@click.option("--flower-port", default=5555, show_default=True, type=int)
+def up(port: int, flower_port: int) -> None:
+    """The whole stack on this machine until Ctrl-C: receiver, worker with beat, Flower, and an embedded
+    Redis when PODCI_REDIS_URL is not set."""
+    settings = load_settings()
+    console = Console()
+    with ExitStack() as stack:
+        url, embedded = stack.enter_context(redis_url(settings))
+        env = {**os.environ, "PODCI_REDIS_URL": url, "PODCI_STATE_DIR": str(settings.state_dir)}
+        logs = settings.state_dir / "up"
+        commands = {
+            "worker": ["worker", "--beat"],
+            "serve": ["serve", "--host", "127.0.0.1", "--port", str(port)],
+            "flower": ["flower", "--port", str(flower_port)],
+        }
+        children = {name: stack.enter_context(child_process(argv, env, logs / f"{name}.log"))
+                    for name, argv in commands.items()}  # fmt: skip
+        console.print(f"Redis {url}{' (embedded)' if embedded else ''}; logs in {logs}/")
+        console.print(
+            f"webhooks and build pages: http://127.0.0.1:{port}/builds   Flower: http://127.0.0.1:{flower_port}"
+        )
+        signal.signal(signal.SIGTERM, _interrupt)
+        try:
+            while all(child.poll() is None for child in children.values()):
+                time.sleep(0.5)  # the CLI's own foreground loop, not a worker
+        except KeyboardInterrupt:
+            console.print("stopping …")
+            return
+        dead = [name for name, child in children.items() if child.poll() is not None]
+        raise click.ClickException(f"{', '.join(dead)} exited; see {logs}/")
 
 
 @cli.command()

