@@ -7,6 +7,7 @@ port, in a temporary directory, and stopped at the end.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -65,10 +66,15 @@ def settings(worker_env: dict[str, str]) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def worker(worker_env: dict[str, str], state_dir: Path) -> Iterator[Worker]:
+def worker(worker_env: dict[str, str], state_dir: Path, store: BuildStore) -> Iterator[Worker]:
     handle = Worker(worker_env, state_dir / "worker.log")
     handle.start()
     yield handle
+    # Let every build a test started finish (and tear down) first: a build cut off here would leave
+    # its processes running on the machine.
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and any(not r.complete for r in store.recent(10_000)):
+        time.sleep(0.2)
     handle.stop()
 
 

@@ -67,6 +67,9 @@ def kube(
             **worker_env, **FAST, "PODCI_REDIS_URL": configured.require_redis_url(),
             "PODCI_BACKEND": "kubernetes", "PODCI_STATE_DIR": str(tmp / "state"),
             "KUBECONFIG": str(kubeconfig), "PODCI_RECHECK_MAX": "2", "PODCI_KUBE_NAMESPACE": NAMESPACE,
+            # long enough that a busy machine does not make the reconciler re-send steps (and so
+            # add requests the request-count test would see), short enough for the kill test
+            "PODCI_STALL_GRACE": "10",
         }  # fmt: skip
         redis = Redis.from_url(configured.require_redis_url())
         redis.flushdb()

@@ -116,7 +116,9 @@ def test_merged_pull_request_stops_its_builds(
     assert leftovers(settings.state_dir, done) == []
 
 
-def test_redelivery_and_second_event_for_one_head_start_one_build(api: str, tmp_path) -> None:
+def test_redelivery_and_second_event_for_one_head_start_one_build(
+    api: str, store: BuildStore, tmp_path
+) -> None:
     repo = Repo(tmp_path / "dup")
     sha = repo.branch("topic", {"notes.txt": "x\n"})
     body = server_pr("pr:opened", 9, repo, "topic", sha)
@@ -129,6 +131,7 @@ def test_redelivery_and_second_event_for_one_head_start_one_build(api: str, tmp_
     for reply in (again, other):
         assert reply.status_code == 200
         assert reply.json()["action"] == "duplicate" and reply.json()["build_id"] == build_id
+    assert wait_for(store, build_id).state is BuildState.succeeded  # and the one build runs
 
 
 def test_jenkins_trigger_posts_the_result_to_its_callback(api: str, store: BuildStore, tmp_path) -> None:

@@ -102,23 +102,27 @@ class KubernetesBackend:
         log_path = ctx.log_dir / "tests.log"
         if state is None:
             return None
-        if state.kind == "failed":
-            self._save_agent_log(ctx, log_path)
-            return TestStatus(exit_code=1, log_path=log_path, reason=state.message)
-        if state.kind != "tests_done":
+        if state.kind not in ("failed", "tests_done"):
             return None
         text = self._save_agent_log(ctx, log_path)
+        if text is None:
+            return None  # another look is fetching the log; the record will have it
+        if state.kind == "failed":
+            return TestStatus(exit_code=1, log_path=log_path, reason=state.message)
         code = exit_code_from_agent_log(text)
         if code is None:
             raise PermanentError("the podci-agent ended without reporting the tests' exit code")
         return TestStatus(exit_code=code, log_path=log_path)
 
-    def _save_agent_log(self, ctx: BuildContext, path: Path) -> str:
-        """The agent's log, fetched once per pod (a duplicate look reads Redis), written atomically
-        (a concurrent look may be reading the file)."""
+    def _save_agent_log(self, ctx: BuildContext, path: Path) -> str | None:
+        """The agent's log, fetched once per pod: the look that claims it reads it, a duplicate look
+        reads Redis (or, while the first is still reading, gets None). Written atomically, since a
+        concurrent look may be reading the file."""
         pod = attempt_name(ctx.name, ctx.attempt)
-        key = f"podci:k8s:agent-log:{pod}"
+        key, claim = f"podci:k8s:agent-log:{pod}", f"podci:k8s:agent-log-claim:{pod}"
         cached = self.cache.redis.get(key)
+        if cached is None and not self.cache.redis.set(claim, "1", nx=True, ex=60):
+            return None
         if cached is None:
             text = self.api.pod_log(pod, AGENT_CONTAINER)
             self.cache.redis.set(key, text, ex=_DAY)
