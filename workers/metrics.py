@@ -9,13 +9,13 @@ index -> count plus `sum` and `count`; `podci:metrics:h:{name}` set of labels se
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.metrics_core import Metric
 from redis import Redis
 
 from schemas.record import BuildRecord
+from workers.store import as_text
 
 PREFIX = "podci:metrics"
 BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
@@ -58,10 +58,6 @@ def record_completion(redis: Redis, record: BuildRecord, backend: str) -> None:
             observe(redis, "step_duration_seconds", step.name, (step.finished - step.started).total_seconds())
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 class RedisCollector:
     """A prometheus_client collector that reads the numbers above at every scrape."""
 
@@ -72,7 +68,7 @@ class RedisCollector:
         for name, (doc, label) in COUNTERS.items():
             counter = CounterMetricFamily(f"podci_{name}", doc, labels=[label])
             for key, value in self.redis.hgetall(f"{PREFIX}:c:{name}").items():
-                counter.add_metric([_text(key)], int(value))
+                counter.add_metric([as_text(key)], int(value))
             yield counter
         for name, (doc, label) in HISTOGRAMS.items():
             yield self._histogram(name, doc, label)
@@ -83,8 +79,10 @@ class RedisCollector:
 
     def _histogram(self, name: str, doc: str, label: str) -> HistogramMetricFamily:
         family = HistogramMetricFamily(f"podci_{name}", doc, labels=[label])
-        for member in sorted(_text(m) for m in self.redis.smembers(f"{PREFIX}:h:{name}")):
-            data = {_text(k): float(v) for k, v in self.redis.hgetall(f"{PREFIX}:h:{name}:{member}").items()}
+        for member in sorted(as_text(m) for m in self.redis.smembers(f"{PREFIX}:h:{name}")):
+            data = {
+                as_text(k): float(v) for k, v in self.redis.hgetall(f"{PREFIX}:h:{name}:{member}").items()
+            }
             running, buckets = 0.0, []
             for index, bound in enumerate((*BUCKETS, float("inf"))):
                 running += data.get(str(index), 0.0)

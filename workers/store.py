@@ -34,7 +34,8 @@ class DuplicateBuild(Exception):
         self.build_id = build_id
 
 
-def _text(value: Any) -> str:
+def as_text(value: Any) -> str:
+    """redis-py answers bytes unless asked otherwise; keys and ids here are text."""
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
@@ -110,7 +111,7 @@ class BuildStore:
         args: list[str | float] = [name, record.model_dump_json(), created, due, has_pr, dedupe_ttl]
         first = self._create(keys=keys + [_dedupe(k) for k in dedupe], args=args)
         if first is not None:
-            raise DuplicateBuild(_text(first))
+            raise DuplicateBuild(as_text(first))
         return record
 
     def get(self, build_id: str) -> BuildRecord | None:
@@ -165,15 +166,15 @@ class BuildStore:
         return index < limit, index
 
     def builds_of_pull_request(self, pr_key: str, but: str | None = None) -> list[BuildRecord]:
-        members = (_text(m) for m in self.redis.smembers(_pr_set(pr_key)))
+        members = (as_text(m) for m in self.redis.smembers(_pr_set(pr_key)))
         records = (self.get(m) for m in members if m != but)
         return sorted((r for r in records if r is not None), key=lambda r: r.created)
 
     def overdue(self, now: float, limit: int = 500) -> list[str]:
-        return [_text(m) for m in self.redis.zrangebyscore(DUE, 0, now, start=0, num=limit)]
+        return [as_text(m) for m in self.redis.zrangebyscore(DUE, 0, now, start=0, num=limit)]
 
     def reports_overdue(self, now: float, limit: int = 500) -> list[str]:
-        return [_text(m) for m in self.redis.zrangebyscore(REPORT_DUE, 0, now, start=0, num=limit)]
+        return [as_text(m) for m in self.redis.zrangebyscore(REPORT_DUE, 0, now, start=0, num=limit)]
 
     def reports_due_at(self, build_id: str, when: float | None) -> None:
         """Look again at `when`; None: every report is confirmed, stop looking."""
@@ -197,6 +198,6 @@ class BuildStore:
 
     def recent(self, limit: int = 50) -> Iterator[BuildRecord]:
         for member in self.redis.zrevrange(BUILDS, 0, limit - 1):
-            record = self.get(_text(member))
+            record = self.get(as_text(member))
             if record is not None:
                 yield record

@@ -21,7 +21,6 @@ from schemas.settings import Settings
 from workers.errors import PermanentError, TransientError
 
 Obj = dict[str, Any]
-KINDS = ("pods", "services", "persistentvolumeclaims", "persistentvolumes")
 _METHOD = {
     "pods": "namespaced_pod",
     "services": "namespaced_service",

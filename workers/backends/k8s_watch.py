@@ -16,6 +16,7 @@ from typing import Any
 from redis import Redis
 
 from workers.backends.k8s_names import BUILD_LABEL, SELECTOR
+from workers.store import as_text
 
 log = logging.getLogger("podci.k8s.watch")
 GONE = "gone"
@@ -39,7 +40,7 @@ class PodCache:
         raw = self.redis.get(f"podci:k8s:pod:{name}")
         if raw is None:
             return False, None
-        text = raw.decode() if isinstance(raw, bytes) else str(raw)
+        text = as_text(raw)
         return True, (None if text == GONE else json.loads(text))
 
 

@@ -22,7 +22,9 @@ from workers.backends.k8s_watch import PodCache
 from workers.backends.local_proc import write_atomic
 from workers.backends.pod_state import PodState, classify, exit_code_from_agent_log, strip_exit_mark
 from workers.errors import PermanentError, PodLost, TransientError
+from workers.logtail import log_files
 from workers.names import attempt_name
+from workers.store import as_text
 
 _KINDS_IN_TEARDOWN_ORDER = ("pods", "services", "persistentvolumeclaims", "persistentvolumes")
 _DAY = 24 * 3600
@@ -127,7 +129,7 @@ class KubernetesBackend:
             text = self.api.pod_log(pod, AGENT_CONTAINER)
             self.cache.redis.set(key, text, ex=_DAY)
         else:
-            text = cached.decode() if isinstance(cached, bytes) else str(cached)
+            text = as_text(cached)
         path.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(path, strip_exit_mark(text))
         return text
@@ -145,7 +147,7 @@ class KubernetesBackend:
         if self.cache.redis.set(f"podci:k8s:logs:{name}", "1", nx=True, ex=_DAY):
             for pod in self.api.select("pods", f"{BUILD_LABEL}={name}"):
                 self._save_pod_logs(pod, log_dir)
-        return {str(p.relative_to(log_dir).with_suffix("")): p for p in sorted(log_dir.rglob("*.log"))}
+        return log_files(log_dir)
 
     def _save_pod_logs(self, pod: dict[str, Any], log_dir: Path) -> None:
         spec, pod_name = pod.get("spec") or {}, pod["metadata"]["name"]
@@ -172,7 +174,7 @@ class KubernetesBackend:
                 self.api.delete(kind, name)
         done_key, check_key = f"podci:k8s:teardown-done:{name}", f"podci:k8s:teardown-check:{name}"
         if (done := self.cache.redis.get(done_key)) is not None:
-            return done.decode() if isinstance(done, bytes) else str(done)
+            return as_text(done)
         pending = [p for p in self._members(pods_key) if self.cache.get(p) != (True, None)]
         # One look at a time lists what is left; a duplicate look waits and then reads its result.
         if pending or not self.cache.redis.set(check_key, "1", nx=True, ex=30):
@@ -190,7 +192,7 @@ class KubernetesBackend:
             self.cache.redis.delete(check_key)
 
     def _members(self, key: str) -> list[str]:
-        return [m.decode() if isinstance(m, bytes) else str(m) for m in self.cache.redis.smembers(key)]
+        return [as_text(m) for m in self.cache.redis.smembers(key)]
 
     def _kinds(self) -> tuple[str, ...]:
         static = self.settings.kube_static_volumes != "none"

@@ -34,6 +34,7 @@ from workers.backends.local_env import (
 from workers.backends.local_proc import write_atomic
 from workers.errors import PermanentError
 from workers.gitops import git
+from workers.logtail import log_files
 from workers.logtail import tail as last_lines
 
 log = logging.getLogger(__name__)
@@ -235,7 +236,7 @@ class LocalBackend:
 
     def logs(self, name: str, log_dir: Path) -> dict[str, Path]:
         # Containers and the test command already write straight into `log_dir`.
-        return {str(p.relative_to(log_dir).with_suffix("")): p for p in sorted(log_dir.rglob("*.log"))}
+        return log_files(log_dir)
 
     # --- teardown --------------------------------------------------------------------------------
     def teardown(self, name: str, keep_pods: bool = False) -> str:
