@@ -16,7 +16,7 @@ import functools
 import posixpath
 import secrets
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
@@ -273,6 +273,9 @@ class FakeCluster:
         self.refused: list[tuple[Obj, str]] = []  # objects refused with 422, with the message
         self.execs: list[ExecRecord] = []
         self.problems: list[str] = []  # the fake's own failures (a crashed step): tests assert it empty
+        # (time.time(), build, what) for "ready" (every container ready) and "tests-finished": what a
+        # benchmark needs to time the steps between API requests
+        self.marks: list[tuple[float, str | None, str]] = []
 
         # simulation settings and faults
         self.build_settings: dict[str, dict[str, Any]] = {}
@@ -356,13 +359,15 @@ class FakeCluster:
                 raise KeyError(f"pod {pod_name} has no container {container}")
             self.sim.oom(sim, target)
 
-    def lose_on_tests(self, build: str, times: int = 1, how: str = "evict") -> None:
+    def lose_on_tests(self, build: str, times: int = 1, how: str | Sequence[str] = "evict") -> None:
         """The first `times` pods of `build` that start their tests are lost right after (`how`:
-        evict, delete, lose_node or shutdown_node), so that relaunching can be tested."""
-        if how not in LOSE_WAYS:
+        evict, delete, lose_node or shutdown_node; a sequence gives each loss its own way, the last
+        repeating), so that relaunching can be tested."""
+        ways = [how] if isinstance(how, str) else list(how)
+        if not ways or any(way not in LOSE_WAYS for way in ways):
             raise ValueError(f"how must be one of {LOSE_WAYS}")
         with self.lock:
-            self.lose_plans[build] = [times, how]
+            self.lose_plans[build] = [times, ways]
 
     def fail_next(
         self,

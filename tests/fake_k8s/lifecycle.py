@@ -516,6 +516,8 @@ class Simulator:
         if container.state == "running":
             container.ready = True
             self.publish(sim)
+            if all(c.ready for c in sim.main):
+                self.cluster.marks.append((time.time(), sim.build, "ready"))
 
     # -- the test run --------------------------------------------------------------------------------
 
@@ -531,9 +533,10 @@ class Simulator:
         self.at(settings.test_duration, sim, lambda: self._finish_tests(sim, workspace, argv))
         plan = self.cluster.lose_plans.get(sim.build or "")
         if plan is not None and plan[0] > 0 and not sim.lose_counted:
+            ways = plan[1]
+            how = ways.pop(0) if len(ways) > 1 else ways[0]  # each loss its own way; the last repeats
             plan[0] -= 1
             sim.lose_counted = True
-            how = plan[1]
             self.at(min(0.05, settings.test_duration / 2), sim, lambda: self.lose(sim, how))
         return True
 
@@ -547,6 +550,7 @@ class Simulator:
         files[f"{workspace.rstrip('/')}/{STATE_DIR}/tests.log"] = output
         files[f"{workspace.rstrip('/')}/{STATE_DIR}/tests.exit"] = f"{code}\n"
         agent = sim.container(AGENT_CONTAINER)
+        self.cluster.marks.append((time.time(), sim.build, "tests-finished"))
         if agent is not None and agent.state == "running":
             agent.log += output + f"{EXIT_MARK} {code}\n"
             agent.terminate(0, "Completed")
