@@ -131,10 +131,19 @@ class KubeApi:
         return (code if code is not None else -1), output
 
     def watch_pods(self, selector: str, resource_version: str, timeout: int) -> Iterator[tuple[str, Obj]]:
-        """Pod events after `resource_version` until `timeout`; `("ERROR", status)` when it is too old."""
-        stream_ = watch.Watch().stream(
-            self.core.list_namespaced_pod, self.namespace, label_selector=selector,
-            resource_version=resource_version, timeout_seconds=timeout, allow_watch_bookmarks=False,
+        """Pod events after `resource_version` until `timeout`; `("ERROR", status)` when it is too old.
+
+        The events are read as plain JSON: the client's `Watch` would also build a V1Pod model of each
+        one, which took an eighth of a worker's CPU and which nothing here reads."""
+        response = self.core.list_namespaced_pod(
+            self.namespace, label_selector=selector, resource_version=resource_version,
+            timeout_seconds=timeout, allow_watch_bookmarks=False, watch=True, _preload_content=False,
         )  # fmt: skip
-        for event in stream_:
-            yield str(event["type"]), dict(event["raw_object"])
+        try:
+            for line in watch.watch.iter_resp_lines(response):
+                if line.strip():
+                    event = json.loads(line)
+                    yield str(event["type"]), dict(event["object"])
+        finally:
+            response.close()
+            response.release_conn()

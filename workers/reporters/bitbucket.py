@@ -64,8 +64,16 @@ class _Bitbucket:
         self, settings: Settings, client: httpx.Client | None = None, *, timeout: float = TIMEOUT
     ) -> None:
         self.settings = settings
-        self.client = client
+        self._client = client
         self.timeout = timeout
+
+    @property
+    def client(self) -> httpx.Client:
+        """One client per reporter, made in the process that posts (reporters are made after the fork):
+        a new client per post builds a TLS context each time, which cost more CPU than the post."""
+        if self._client is None:
+            self._client = httpx.Client()
+        return self._client
 
     # What each product fills in.
     def _request(self, record: BuildRecord) -> tuple[str, dict[str, Any]] | None:
@@ -89,11 +97,7 @@ class _Bitbucket:
         url, body = target
         headers, auth, secrets = self._auth()
         try:
-            if self.client is not None:
-                response = self._send(self.client, url, body, headers, auth)
-            else:
-                with httpx.Client() as client:
-                    response = self._send(client, url, body, headers, auth)
+            response = self._send(self.client, url, body, headers, auth)
         except httpx.RequestError as exc:
             # The exception's text is not used: only its type, and the URL without userinfo.
             raise TransientError(f"{self.name} to {url} failed: {type(exc).__name__}") from None
