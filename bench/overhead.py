@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -35,14 +36,19 @@ from bench.stack import RedisServer, Stack, group_cpu, stack
 from podci.embedded import stop_process_group
 from workers.store import BuildStore
 
-TASK_LINE = re.compile(rb"Task [\w.]+\[[0-9a-f-]+\] (succeeded|retry|raised|failed)")
+TASK_LINE = re.compile(rb"Task ([\w.]+)\[[0-9a-f-]+\] (?:succeeded|retry|raised|failed)")
 
 
-def tasks_in(log: Path) -> int:
-    return len(TASK_LINE.findall(log.read_bytes())) if log.exists() else 0
+def tasks_in(log: Path, since: int = 0) -> Counter[str]:
+    """Tasks run, by name, in the log after byte `since`."""
+    return (
+        Counter(m.decode() for m in TASK_LINE.findall(log.read_bytes()[since:]))
+        if log.exists()
+        else Counter()
+    )
 
 
-def measure_podci(built: Stack, builds: int) -> dict[str, float]:
+def measure_podci(built: Stack, builds: int) -> dict[str, Any]:
     built.start_workers(1, 2)
     group, store = built.workers[0], BuildStore(built.store_client())
     branches = [
@@ -53,13 +59,13 @@ def measure_podci(built: Stack, builds: int) -> dict[str, float]:
         wait_final(store, warm, 120)
         time.sleep(2)  # the warm-up's trailing tasks (stale re-looks) out of the window
         assert group.proc is not None
-        (own0, git0), redis0, tasks0 = group_cpu(group.proc.pid), built.redis.cpu(), tasks_in(group.log)
+        (own0, git0), redis0, since = group_cpu(group.proc.pid), built.redis.cpu(), group.log.stat().st_size
         start = time.perf_counter()
         ids = [send(client, built, n + 1, branches[n + 2])[1] for n in range(builds)]
         records = wait_final(store, ids, 600)
         wall = time.perf_counter() - start
         time.sleep(2)  # let the last re-looks run: they are part of what a build costs
-    (own1, git1), redis1, tasks1 = group_cpu(group.proc.pid), built.redis.cpu(), tasks_in(group.log)
+    (own1, git1), redis1, tasks = group_cpu(group.proc.pid), built.redis.cpu(), tasks_in(group.log, since)
     group.stop()
     built.workers.clear()
     ok = sum(r.state.value == "succeeded" for r in records)
@@ -68,10 +74,11 @@ def measure_podci(built: Stack, builds: int) -> dict[str, float]:
     return {
         "builds": builds,
         "wall_s": wall,
-        "tasks_per_build": (tasks1 - tasks0) / builds,
+        "tasks_per_build": sum(tasks.values()) / builds,
         "worker_cpu_s_per_build": (own1 - own0) / builds,
         "git_cpu_s_per_build": (git1 - git0) / builds,
         "redis_cpu_s_per_build": (redis1 - redis0) / builds,
+        "tasks_per_build_by_name": {name: round(n / builds, 2) for name, n in tasks.most_common()},
     }
 
 
@@ -97,19 +104,19 @@ def measure_floor(redis: RedisServer, work: Path, chains: int, length: int) -> d
         send_chains(app, 2, length)
         finished(2, 60)
         time.sleep(1)
-        (own0, _), redis0, tasks0 = group_cpu(proc.pid), redis.cpu(), tasks_in(log)
+        (own0, _), redis0, since = group_cpu(proc.pid), redis.cpu(), log.stat().st_size
         start = time.perf_counter()
         send_chains(app, chains, length)
         finished(2 + chains, 600)
         wall = time.perf_counter() - start
         time.sleep(1)
-        (own1, _), redis1, tasks1 = group_cpu(proc.pid), redis.cpu(), tasks_in(log)
+        (own1, _), redis1, tasks = group_cpu(proc.pid), redis.cpu(), tasks_in(log, since)
     finally:
         stop_process_group(proc, timeout=20)
     return {
         "chains": chains,
         "wall_s": wall,
-        "tasks_per_chain": (tasks1 - tasks0) / chains,
+        "tasks_per_chain": sum(tasks.values()) / chains,
         "worker_cpu_s_per_chain": (own1 - own0) / chains,
         "redis_cpu_s_per_chain": (redis1 - redis0) / chains,
     }

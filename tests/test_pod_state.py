@@ -10,7 +10,13 @@ import pytest
 from schemas.repo_config import RepoConfig, SetupSpec
 from schemas.repo_config import TestSpec as _TestSpec  # not `Test*`: pytest would try to collect it
 from workers.backends.k8s_names import AGENT_CONTAINER, CHECKOUT_CONTAINER
-from workers.backends.pod_state import PodState, classify, exit_code_from_agent_log, strip_exit_mark
+from workers.backends.pod_state import (
+    PodState,
+    classify,
+    exit_code_from_agent_log,
+    strip_exit_mark,
+    wake_signal,
+)
 
 NOW = datetime(2024, 5, 1, 12, 10, tzinfo=UTC)
 CREATED = "2024-05-01T12:00:00Z"
@@ -660,3 +666,32 @@ def test_waited_falls_back_to_creation_and_never_goes_negative() -> None:
 def test_agent_log(text: str, code: int | None, stripped: str) -> None:
     assert exit_code_from_agent_log(text) == code
     assert strip_exit_mark(text) == stripped
+
+
+# (what changed, before, after, whether the watch wakes the build's step)
+WAKES: list[tuple[str, Json, Json, bool]] = [
+    ("an init container starts", pod("Pending", init=[waiting(CHECKOUT_CONTAINER)]),
+     pod("Pending", init=[running(CHECKOUT_CONTAINER)]), False),
+    ("the checkout ends well", pod("Pending", init=[running(CHECKOUT_CONTAINER)]),
+     pod("Pending", init=CHECKED_OUT), False),
+    ("the checkout fails", pod("Pending", init=[running(CHECKOUT_CONTAINER)]),
+     pod("Pending", init=[terminated(CHECKOUT_CONTAINER, 128)]), True),
+    ("a container starts, not ready", pod(containers=main(tests=waiting("tests", "ContainerCreating"))),
+     pod(containers=main(tests=running("tests"))), False),
+    ("the agent becomes ready", pod(containers=main()), pod(containers=ALL_READY), True),
+    ("the agent ends", pod(containers=ALL_READY), pod(containers=DONE), True),
+    ("an image cannot be pulled", pod(containers=main(db=waiting("db", "ContainerCreating"))),
+     pod(containers=main(db=waiting("db", "ErrImagePull"))), True),
+    ("the scheduler gives up", pod("Pending", conditions=[condition("PodScheduled", "False")], start=False),
+     pod("Pending", conditions=[condition("PodScheduled", "False", "Unschedulable")], start=False), True),
+    ("evicted", pod(containers=ALL_READY), pod("Failed", containers=ALL_READY, reason="Evicted"), True),
+    ("deleted", pod(containers=ALL_READY), pod(containers=ALL_READY, deleting=True), True),
+    ("only the resourceVersion moves", pod(containers=ALL_READY), pod(containers=ALL_READY), False),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("before", "after", "wakes"), [c[1:] for c in WAKES], ids=[c[0] for c in WAKES])
+def test_the_watch_wakes_a_step_only_when_a_decision_can_change(
+    before: Json, after: Json, wakes: bool
+) -> None:
+    assert (wake_signal(before) != wake_signal(after)) is wakes

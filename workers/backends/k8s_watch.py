@@ -16,6 +16,7 @@ from typing import Any
 from redis import Redis
 
 from workers.backends.k8s_names import BUILD_LABEL, SELECTOR
+from workers.backends.pod_state import wake_signal
 from workers.store import as_text
 
 log = logging.getLogger("podci.k8s.watch")
@@ -50,6 +51,7 @@ class PodWatcher:
     def __init__(self, api: Any, cache: PodCache, wake: Callable[[str], None], timeout: int = 300) -> None:
         self.api, self.cache, self.wake, self.timeout = api, cache, wake, timeout
         self.stopped = threading.Event()
+        self.signals: dict[str, tuple[Any, ...]] = {}  # pod name -> its last wake_signal
 
     def start(self) -> threading.Thread:
         thread = threading.Thread(target=self.run, name="podci-pod-watch", daemon=True)
@@ -66,6 +68,8 @@ class PodWatcher:
 
     def _list_and_watch(self) -> None:
         pods, version = self.api.list_with_version("pods", SELECTOR)
+        listed = {pod["metadata"]["name"] for pod in pods}
+        self.signals = {name: signal for name, signal in self.signals.items() if name in listed}
         for pod in pods:
             self._seen("MODIFIED", pod)
         while not self.stopped.is_set():
@@ -76,10 +80,17 @@ class PodWatcher:
                 self._seen(kind, obj)
 
     def _seen(self, kind: str, pod: dict[str, Any]) -> None:
+        """Cache every event; wake the build only when the pod's wake signal changed (or it is gone)."""
+        name = pod["metadata"]["name"]
         if kind == "DELETED":
-            self.cache.gone(pod["metadata"]["name"])
+            self.cache.gone(name)
+            self.signals.pop(name, None)
+            changed = True
         else:
             self.cache.put(pod)
+            signal = wake_signal(pod)
+            changed = self.signals.get(name) != signal
+            self.signals[name] = signal
         build = (pod["metadata"].get("labels") or {}).get(BUILD_LABEL)
-        if build:
+        if build and changed:
             self.wake(build)

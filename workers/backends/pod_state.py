@@ -277,3 +277,39 @@ def strip_exit_mark(text: str) -> str:
     """The test log as the tests wrote it: the agent's output without its closing mark."""
     match = _MARK.search(text)
     return text[: match.start()] if match else text
+
+
+def wake_signal(pod: Json) -> tuple[Any, ...]:
+    """The part of a pod's status that can change what a waiting step decides.
+
+    The watch sees every change a pod makes (scheduled, each init container starting and ending, each
+    container starting), and waking the build's step for each one ran the step a dozen times a build.
+    A step acts only on losses, failures, readiness and the agent's end, so the watch wakes it only
+    when this tuple changes; progress in between is left to the step's timed looks and budgets.
+    """
+    status = _mapping(pod.get("status"))
+    scheduled = _condition(status, "PodScheduled") or {}
+    disruption = _condition(status, "DisruptionTarget") or {}
+
+    def containers(key: str, only_failures: bool) -> tuple[Any, ...]:
+        out = []
+        for entry in _items(status.get(key)):
+            end = _terminated(entry) or {}
+            waiting = _mapping(_mapping(entry.get("state")).get("waiting")).get("reason")
+            failed = end.get("exitCode") not in (None, 0) or end.get("reason") == "OOMKilled"
+            if only_failures and not failed and waiting not in PULL_FAILURES:
+                continue
+            out.append((entry.get("name"), entry.get("ready") is True, bool(end), end.get("exitCode"),
+                        end.get("reason"), waiting if waiting in PULL_FAILURES else None))  # fmt: skip
+        return tuple(out)
+
+    return (
+        status.get("phase"),
+        status.get("reason"),
+        bool(_mapping(pod.get("metadata")).get("deletionTimestamp")),
+        scheduled.get("status"),
+        scheduled.get("reason"),
+        disruption.get("status"),
+        containers("initContainerStatuses", only_failures=True),
+        containers("containerStatuses", only_failures=False),
+    )
