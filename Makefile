@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint bench browser clean
+.PHONY: run test lint bench bench-quick browser clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -31,9 +31,11 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-bench: $(STAMP)  ## prints numbers; never part of `make test`
-	$(BIN)/python bench/pipeline_rate.py
-	$(BIN)/python bench/intake.py
+bench: $(STAMP)  ## every benchmark, fault run and the fuzz run; a table, and bench/results/*.json
+	$(BIN)/python -m bench.all
+
+bench-quick: $(STAMP)  ## the same with small counts, to try it out
+	$(BIN)/python -m bench.all --quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -91,7 +91,8 @@ def run(
     with tempfile.TemporaryDirectory(prefix="podci-e2e-") as tmp, stack(Path(tmp)) as built:
         built.cluster.configure(start_delay=pod_start, test_duration=test_duration)
         built.start_workers(workers, concurrency)
-        store, results = BuildStore(built.store_client()), {}
+        store = BuildStore(built.store_client())
+        results: dict[str, Any] = {}
         shas = [(f"topic-{n}", built.repo.branch(f"topic-{n}", {f"notes-{n}.txt": f"{n}\n"}))
                 for n in range(builds + 3)]  # fmt: skip
         with httpx.Client(timeout=30) as client:

@@ -33,11 +33,11 @@ def make_floor_app(url: str) -> Celery:
         worker_hijack_root_logger=False,
     )
 
-    @app.task(name="floor.noop")
+    @app.task(name="floor.noop")  # type: ignore[untyped-decorator]
     def noop() -> None:
         """One step that does nothing."""
 
-    @app.task(name="floor.done")
+    @app.task(name="floor.done")  # type: ignore[untyped-decorator]
     def done() -> None:
         """The chain's last step: counts finished chains, so the run knows when to stop."""
         with app.connection_for_write() as conn:

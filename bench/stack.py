@@ -234,6 +234,10 @@ class Stack:
             group.start()
             self.workers.append(group)
 
+    def stop_workers(self) -> None:
+        for group in self.workers:
+            group.stop()
+
     def store_client(self) -> Redis:
         return self.redis.client()
 
@@ -270,7 +274,7 @@ def stack(work: Path, *, fsync: str = "always", extra_env: dict[str, str] | None
             **(extra_env or {}),
         }  # fmt: skip
         built = Stack(work, redis, cluster, bitbucket, env, Repo(work / "webapp.git"))
-        cleanup.callback(lambda: [group.stop() for group in built.workers])
+        cleanup.callback(built.stop_workers)
         if serve_api:
             built.api = cleanup.enter_context(podci_serve(env, port, work / "serve.log"))
         yield built
