@@ -7,14 +7,18 @@ from pathlib import Path
 
 import pytest
 from celery import Celery
+from redis import Redis
 
 from podci.example import example_repo
 from schemas.record import BuildState, StepState
 from schemas.request import BuildRequest, Revision
 from schemas.settings import Settings
 from tests.helpers import Repo, Worker, leftovers, wait_for
-from workers.store import BuildStore
+from tests.test_webhooks import other_db
+from workers.app import QUEUE_NEW, make_app
+from workers.store import DUE, BuildStore
 from workers.submit import submit
+from workers.tasks import reconcile, send
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -138,6 +142,24 @@ def test_a_lost_first_message_is_sent_again_by_the_reconciler(app, store, settin
     record = store.create(request(example, "feature"), log_root=str(settings.logs_dir), due=0)
     done = wait_for(store, record.id)
     assert done.state is BuildState.succeeded, done.reason
+
+
+def test_a_build_waiting_behind_a_backlog_is_not_sent_again(settings: Settings, example: Path) -> None:
+    # A database no worker reads: the message stays queued, as behind a long backlog.
+    queued = other_db(settings, 11)
+    app, store = make_app(queued), BuildStore(Redis.from_url(queued.require_redis_url()))
+    store.redis.flushdb()
+    try:
+        record = store.create(request(example, "feature"), log_root=str(settings.logs_dir), due=0)
+        send(app, record.step, record.id, record.seq, store=store)
+        assert [reconcile(app, store, grace=60) for _ in range(3)] == [0, 0, 0]
+        assert store.redis.llen(QUEUE_NEW) == 1
+        store.received(record.id)  # a worker took it and died before moving the build on
+        store.redis.zadd(DUE, {record.id: 0})
+        assert reconcile(app, store, grace=60) == 1
+        assert store.redis.llen(QUEUE_NEW) == 2
+    finally:
+        store.redis.flushdb()
 
 
 @pytest.mark.parametrize("kill_at", ["wait_setup", "run_tests"])

@@ -27,7 +27,7 @@ def start_pod_watch(app: Celery, settings: Settings) -> None:
         # both run, one wins the compare-and-set, the other finds the build moved on.
         record = store.get(build_id)
         if record is not None and not record.complete and record.step in WAKEABLE:
-            send(app, record.step, build_id, record.seq)
+            send(app, record.step, build_id, record.seq, store=store)
 
     PodWatcher(KubeApi(settings), PodCache(redis), wake).start()
     log.info("watching build pods in namespace %s", settings.kube_namespace)

@@ -43,6 +43,10 @@ def _key(build_id: str) -> str:
     return f"{PREFIX}:build:{build_id}"
 
 
+def _queued(build_id: str) -> str:
+    return f"{PREFIX}:queued:{build_id}"
+
+
 def _repo_queue(repo: str) -> str:
     return f"{PREFIX}:repo:{repo}:queue"
 
@@ -169,6 +173,18 @@ class BuildStore:
         members = (as_text(m) for m in self.redis.smembers(_pr_set(pr_key)))
         records = (self.get(m) for m in members if m != but)
         return sorted((r for r in records if r is not None), key=lambda r: r.created)
+
+    def mark_queued(self, build_id: str, step: str, seq: int, ttl: float) -> None:
+        """A message for (step, seq) is about to wait in a queue; cleared when a worker receives it."""
+        self.redis.set(_queued(build_id), f"{step}:{seq}", ex=max(1, int(ttl)))
+
+    def received(self, build_id: str) -> None:
+        self.redis.delete(_queued(build_id))
+
+    def waiting_in_queue(self, record: BuildRecord) -> bool:
+        """Is a message for the record's current step still in a queue, not yet taken by a worker?"""
+        raw = self.redis.get(_queued(record.id))
+        return raw is not None and as_text(raw) == f"{record.step}:{record.seq}"
 
     def overdue(self, now: float, limit: int = 500) -> list[str]:
         return [as_text(m) for m in self.redis.zrangebyscore(DUE, 0, now, start=0, num=limit)]

@@ -5,14 +5,21 @@ no longer matches is a duplicate (redelivered after a worker died, or re-sent by
 does nothing. The step's effects are idempotent; moving the record on is a compare-and-set on `seq`,
 and only the winner sends the next message. If a worker dies between the two, the record's due time
 passes and `podci.reconcile` sends the message again.
+
+A build whose message is still waiting in a queue behind a backlog is overdue too, but nothing is
+lost: `send` marks the build as queued until a worker receives the message, and the reconciler leaves
+such builds alone. Re-sending them would add one more message per build on every pass, growing the
+backlog it was caused by (1,000 queued builds grew `podci.new` to 4,400 messages in three minutes).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 from celery import Celery, Task
+from celery.signals import task_received
 from celery.utils.time import get_exponential_backoff_interval
 
 from schemas.record import BuildRecord, BuildState, StepState, utcnow
@@ -28,8 +35,27 @@ from workers.store import BuildStore
 log = logging.getLogger("podci.pipeline")
 
 
-def send(app: Celery, step: str, build_id: str, seq: int, countdown: float = 0) -> None:
-    app.send_task(f"podci.{step}", args=[build_id, seq], countdown=countdown or None)
+# How long a queued-mark holds the reconciler back at most: a mark can outlive its message only if a
+# process died between marking and publishing, or a worker between fetching and receiving.
+QUEUED_MARK_TTL = 600.0
+
+
+def send(
+    app: Celery, step: str, build_id: str, seq: int, countdown: float = 0, *, store: BuildStore | None = None
+) -> None:
+    """Send the build's step; with `store`, mark it queued (a message with a countdown is taken by a
+    worker at once, and held there, so only immediate ones are marked)."""
+    marked = store is not None and not countdown
+    if marked:
+        assert store is not None
+        store.mark_queued(build_id, step, seq, QUEUED_MARK_TTL)
+    try:
+        app.send_task(f"podci.{step}", args=[build_id, seq], countdown=countdown or None)
+    except Exception:
+        if marked:
+            assert store is not None
+            store.received(build_id)
+        raise
 
 
 def _attempt(proc: ProcessResources, step: str, record: BuildRecord, task: Task) -> Outcome:
@@ -103,7 +129,7 @@ def run_step(app: Celery, proc: ProcessResources, step: str, build_id: str, seq:
         metrics.record_completion(store.redis, moved, settings.backend)
         notify_all(app, proc, moved)  # the final state
     else:
-        send(app, moved.step, build_id, moved.seq, delay)
+        send(app, moved.step, build_id, moved.seq, delay, store=store)
     return type(outcome).__name__.lower()
 
 
@@ -116,8 +142,10 @@ def reconcile(app: Celery, store: BuildStore, grace: float) -> int:
         if record is None or record.complete:
             store.drop_due(build_id)
             continue
+        if store.waiting_in_queue(record):
+            continue  # behind a backlog, not lost
         log.warning("build=%s step=%s overdue; sending it again", build_id, record.step)
-        send(app, record.step, build_id, record.seq)
+        send(app, record.step, build_id, record.seq, store=store)
         sent += 1
     return sent
 
@@ -135,6 +163,14 @@ def register(app: Celery, settings: Settings) -> None:
 
     for step in STEPS:
         make_step(step)
+    step_tasks = {f"podci.{step}" for step in STEPS}
+
+    def on_received(sender: object = None, request: Any = None, **_: object) -> None:
+        """In the worker's main process, as each message arrives: it is no longer waiting in a queue."""
+        if request is not None and request.name in step_tasks and request.args:
+            proc.store.received(str(request.args[0]))
+
+    task_received.connect(on_received, weak=False)
 
     @app.task(name="podci.notify", bind=True, ignore_result=True)  # type: ignore[untyped-decorator]
     def notify_task(self: Task, build_id: str, reporter: str, retry: bool = True) -> str:
