@@ -29,7 +29,7 @@ def verify_signature(body: bytes, header: str | None, secret: str) -> None:
         raise SignatureError("the request has no X-Hub-Signature header, but a webhook secret is configured")
     algorithm, _, digest = header.strip().partition("=")
     hasher = _ALGORITHMS.get(algorithm.lower())
-    if hasher is None or not digest:
+    if hasher is None or not digest or not header.isascii():  # compare_digest refuses non-ASCII text
         raise SignatureError(f"X-Hub-Signature must look like `sha256=<hex>`, not {header[:20]!r}")
     expected = hmac.new(secret.encode(), body, hasher).hexdigest()
     if not hmac.compare_digest(expected, digest.strip().lower()):
