@@ -16,6 +16,7 @@ from events.payload import (
     Envelope,
     Node,
     branch_builds_off,
+    clip,
     pr_number,
     push_ignored_reason,
     ref_name,
@@ -41,7 +42,7 @@ def parse(headers: Mapping[str, str], body: Any, options: ParseOptions) -> Decis
         return _pull_request_cancel(envelope, Node(body))
     if event == "repo:push":
         return _push(envelope, Node(body), options)
-    return envelope.ignored(f"the Bitbucket Cloud event {event} does not start or stop builds")
+    return envelope.ignored(f"the Bitbucket Cloud event {clip(event)} does not start or stop builds")
 
 
 def _pull_request_build(envelope: Envelope, body: Node) -> Decision:

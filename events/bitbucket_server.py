@@ -18,10 +18,12 @@ from events.payload import (
     Envelope,
     Node,
     branch_builds_off,
+    clip,
     pr_number,
     push_ignored_reason,
     ref_name,
     revision,
+    unicode_text,
 )
 from schemas.event import Decision
 from schemas.request import Provider
@@ -49,13 +51,13 @@ def parse(headers: Mapping[str, str], body: Any, options: ParseOptions) -> Decis
         return _refs_changed(envelope, Node(body), options)
     if event == "diagnostics:ping":
         return envelope.ping("Bitbucket Server connection test")
-    return envelope.ignored(f"the Bitbucket Server event {event} does not start or stop builds")
+    return envelope.ignored(f"the Bitbucket Server event {clip(event)} does not start or stop builds")
 
 
 def _event_key(headers: Mapping[str, str], body: Any) -> str:
     event = headers.get("x-event-key", "")
     if not event and isinstance(body, dict) and isinstance(body.get("eventKey"), str):
-        event = body["eventKey"]
+        event = unicode_text(body["eventKey"], "eventKey")
     if not event:
         raise PayloadError(NO_EVENT_KEY)
     return event

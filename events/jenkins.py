@@ -8,50 +8,61 @@ The generic trigger is what a Jenkinsfile `httpRequest` step posts (see the READ
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from events.errors import PayloadError
 from events.options import ParseOptions
+from events.payload import clip, is_unicode
 from schemas.errors import describe
 from schemas.event import Action, Decision
 from schemas.request import BuildRequest
 
 
+def _unicode(value: Any) -> Any:
+    """Refuse a lone surrogate here, naming the field, rather than fail on it later (see is_unicode)."""
+    if isinstance(value, str) and not is_unicode(value):
+        raise ValueError("holds a lone surrogate, which is not valid Unicode text")
+    return value
+
+
+Text = Annotated[str, BeforeValidator(_unicode)]
+
+
 class _Scm(BaseModel):
-    url: str = Field(min_length=1)
-    branch: str = Field(min_length=1)
-    commit: str | None = None
+    url: Text = Field(min_length=1)
+    branch: Text = Field(min_length=1)
+    commit: Text | None = None
 
 
 class _Build(BaseModel):
     number: int = Field(ge=1)
-    phase: str
-    status: str | None = None
-    full_url: str | None = None
+    phase: Text
+    status: Text | None = None
+    full_url: Text | None = None
     scm: _Scm | None = None
 
 
 class Notification(BaseModel):
-    name: str = Field(min_length=1)
+    name: Text = Field(min_length=1)
     build: _Build
 
 
 class GenericTrigger(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    job: str = Field(min_length=1)
+    job: Text = Field(min_length=1)
     build_number: int = Field(ge=1)
-    clone_url: str = Field(min_length=1)
-    source_branch: str = Field(min_length=1)
-    commit: str | None = None
-    target_branch: str | None = None
-    target_commit: str | None = None
-    repo: str | None = None
+    clone_url: Text = Field(min_length=1)
+    source_branch: Text = Field(min_length=1)
+    commit: Text | None = None
+    target_branch: Text | None = None
+    target_commit: Text | None = None
+    repo: Text | None = None
     pull_request: int | None = Field(default=None, ge=1)
-    callback_url: str | None = Field(default=None, pattern=r"^https?://")
-    triggered_by: str = "jenkins"
+    callback_url: Text | None = Field(default=None, pattern=r"^https?://")
+    triggered_by: Text = "jenkins"
 
 
 def repo_from_url(url: str) -> str:
@@ -86,7 +97,7 @@ def parse_notification(body: Mapping[str, Any], options: ParseOptions, delivery_
     phase = note.build.phase.upper()
     if phase != options.jenkins_phase:
         return Decision(action=Action.ignored, provider="jenkins", event=phase, delivery_id=delivery_id,
-                        reason=f"phase {phase} does not start builds (PODCI_JENKINS_PHASE is "
+                        reason=f"phase {clip(phase)} does not start builds (PODCI_JENKINS_PHASE is "
                                f"{options.jenkins_phase})")  # fmt: skip
     scm = note.build.scm
     if scm is None:

@@ -80,7 +80,7 @@ class Node:
     def text(self) -> str:
         if not isinstance(self.value, str):
             raise PayloadError(f"{self.name} must be a string, not {show(self.value)}")
-        return self.value
+        return unicode_text(self.value, self.name)
 
     def integer(self) -> int:
         # bool is an int in Python but `true` is not an id in JSON.
@@ -101,6 +101,25 @@ class Node:
             if found is not None and found.text():
                 return found.text()
         return None
+
+
+def is_unicode(value: str) -> bool:
+    """False when `value` holds a lone surrogate. JSON may spell one (`"\\ud83d"`, half an emoji, as a
+    client that cuts UTF-16 text short sends it) and Python keeps it, but it cannot be written as UTF-8:
+    it would break the reply and any Redis key it reached (a 500), so the parsers refuse it."""
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def unicode_text(value: str, name: str) -> str:
+    if not is_unicode(value):
+        raise PayloadError(f"{name} is not valid Unicode text: it holds a lone surrogate ({show(value)})")
+    return value
 
 
 def pr_number(node: Node) -> int:
@@ -144,21 +163,33 @@ def revision(url: Node, ref: Node, commit: Node) -> Revision:
         raise PayloadError(describe(error, "the revision")) from None
 
 
+def clip(text: str, limit: int = 60) -> str:
+    """A name from the request inside a reason: whole when short, else cut. A sender controls its
+    length, and the reason goes back in the reply and into the log."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _listed(names: list[str], most: int = 5) -> str:
+    """`a, b, c`; past `most` names, `and N more`."""
+    shown = ", ".join(clip(name) for name in names[:most])
+    return shown if len(names) <= most else f"{shown} and {len(names) - most} more"
+
+
 def push_ignored_reason(refs: list[tuple[str, str, bool]]) -> str:
     """Why a push with no buildable branch is ignored; `refs` holds (kind, name, deleted) per change."""
     if not refs:
         return "the push lists no ref changes; there is nothing to build"
     if all(deleted for _, _, deleted in refs):
-        names = ", ".join(f"{kind} {name}" for kind, name, _ in refs)
+        names = _listed([f"{clip(kind, 20)} {name}" for kind, name, _ in refs])
         return f"the push only deletes {names}; there is nothing to build"
     tags = [name for kind, name, deleted in refs if "tag" in kind and not deleted]
     if tags:
-        return f"tags are not built (the push changed tag {', '.join(tags)})"
+        return f"tags are not built (the push changed tag {_listed(tags)})"
     return "the push changes no git branch; there is nothing to build"
 
 
 def branch_builds_off(repo: str) -> str:
-    return f"branch builds are off for {repo}; list it in PODCI_BRANCH_BUILDS to build pushes"
+    return f"branch builds are off for {clip(repo, 120)}; list it in PODCI_BRANCH_BUILDS to build pushes"
 
 
 @dataclass(frozen=True)
