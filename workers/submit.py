@@ -27,5 +27,5 @@ def submit(
         dedupe=dedupe,
         dedupe_ttl=settings.delivery_ttl,
     )
-    send(app, record.step, record.id, record.seq)
+    send(app, record.step, record.id, record.seq, store=store)
     return record
