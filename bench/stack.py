@@ -246,6 +246,9 @@ class Stack:
 def stack(work: Path, *, fsync: str = "always", extra_env: dict[str, str] | None = None,
           serve_api: bool = True) -> Iterator[Stack]:  # fmt: skip
     """Redis, the fake cluster, the stand-in and `podci serve` (workers: `Stack.start_workers`)."""
+    # A SIGTERM (timeout, kill) must unwind through the clean-up below: the children run in sessions
+    # of their own and would otherwise outlive the run.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     redis = RedisServer(work / "redis", fsync=fsync)
     redis.start()
     cluster = FakeCluster(validate=True)
