@@ -29,7 +29,7 @@ PARTS: dict[str, tuple[str, list[str], list[str]]] = {
     "e2e": ("bench.e2e", ["--builds", "60", "--pod-start", "1", "--test-duration", "2"], ["--builds", "10"]),
     "inflight": (
         "bench.inflight",
-        ["--builds", "1000", "--setup", "120"],
+        ["--builds", "1000", "--setup", "240"],
         ["--builds", "100", "--setup", "20"],
     ),
     "intake": ("bench.intake", [], ["--requests", "2000"]),

@@ -99,7 +99,7 @@ def _wait_all(store: BuildStore, ids: list[str], timeout: float) -> list[Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--builds", type=int, default=1000)
-    parser.add_argument("--setup", type=float, default=120.0, help="seconds until a pod is ready")
+    parser.add_argument("--setup", type=float, default=240.0, help="seconds until a pod is ready")
     parser.add_argument("--processes", type=int, default=4, help="the worker's pool processes")
     parser.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "inflight.json")
     args = parser.parse_args()
