@@ -2,7 +2,9 @@
 
 Order matters: the size limit and the signature are checked before the body is even parsed, and
 nothing is written to Redis until the decision is made. Redis calls are made directly from the
-async handlers: each is well under a millisecond, cheaper than a hop through a thread pool.
+async handlers: each is well under a millisecond, cheaper than a hop through a thread pool. So one
+process works on one webhook at a time, about a millisecond of CPU each (recording, then the Celery
+publish, are most of it): `podci serve --workers N` runs N processes on one port, one per core.
 """
 
 from __future__ import annotations
@@ -37,6 +39,15 @@ Parser = Callable[[Mapping[str, str], Any, ParseOptions], Decision]
 
 class TooLarge(Exception):
     pass
+
+
+def _json(body: bytes) -> Any:
+    """Every way `json.loads` can refuse a body (bad UTF-8 or syntax, nesting deep enough to exhaust
+    the stack, an integer of more than 4,300 digits) is the sender's error: a 400, never a 500."""
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise PayloadError(f"the body is not valid JSON: {exc}") from None
 
 
 def options_from(settings: Settings) -> ParseOptions:
@@ -105,15 +116,13 @@ def create_app(settings: Settings, celery: Celery | None = None, redis: Redis | 
         try:
             body = await read_body(request, settings.max_body_bytes)
             check(settings, headers, body)
-            decision = parse(headers, json.loads(body), options)
+            decision = parse(headers, _json(body), options)
         except TooLarge:
             return _error(
                 413, f"the body is larger than {settings.max_body_bytes} bytes (PODCI_MAX_BODY_BYTES)"
             )
         except SignatureError as exc:
             return _error(401, str(exc))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            return _error(400, f"the body is not valid JSON: {exc}")
         except PayloadError as exc:
             return _error(400, str(exc))
         reply: Reply = intake.handle(decision)
@@ -144,3 +153,9 @@ def create_app(settings: Settings, celery: Celery | None = None, redis: Redis | 
         return JSONResponse({"status": "ok"})
 
     return api
+
+
+def app_from_environment() -> FastAPI:
+    """The app as `podci serve --workers N` builds it in each worker process (uvicorn's factory):
+    the settings come from the same PODCI_* environment the parent already validated."""
+    return create_app(Settings())

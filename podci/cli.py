@@ -279,7 +279,14 @@ def flower(address: str, port: int, basic_auth: str | None) -> None:
 @click.option("--host", default="0.0.0.0", show_default=True)  # noqa: S104 - a server for webhooks
 @click.option("--port", default=8080, show_default=True, type=int)
 @click.option("--log-level", default="info", show_default=True)
-def serve(host: str, port: int, log_level: str) -> None:
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="server processes sharing the port; each webhook costs CPU in one of them, so about one per core",
+)
+def serve(host: str, port: int, log_level: str, workers: int) -> None:
     """The webhook receiver: POST /hooks/bitbucket and /hooks/jenkins (needs PODCI_REDIS_URL)."""
     import uvicorn
 
@@ -290,7 +297,12 @@ def serve(host: str, port: int, log_level: str) -> None:
     for name in ("bitbucket_cloud_secret", "bitbucket_server_secret"):
         if getattr(settings, name) is None:
             click.echo(f"warning: PODCI_{name.upper()} is not set: those webhooks are not verified", err=True)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, access_log=False)
+    # One process serves the app built here. Several need an import path instead: each worker builds
+    # its own app (and its own Redis and broker connections) from the environment checked above.
+    app = create_app(settings) if workers == 1 else "events.app:app_from_environment"
+    uvicorn.run(
+        app, factory=workers > 1, workers=workers, host=host, port=port, log_level=log_level, access_log=False
+    )
 
 
 @cli.command()
