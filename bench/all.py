@@ -74,7 +74,48 @@ def targets(results: dict[str, Any]) -> list[tuple[str, Any, str, bool | None]]:
         row("Redis bytes per build in flight", "inflight", "redis_bytes_per_build_in_flight", "", None),
         row("intake requests per second", "intake", "requests_per_second", ">= 1000", lambda v: v >= 1000),
         row("intake p99 ms", "intake", "latency_p99_ms", "< 50", lambda v: v < 50),
+        row("fuzz: bodies sent", "fuzz", "bodies_total", ">= 10000", lambda v: v >= 10_000),
+        *[row(f"fuzz: {key.replace('_', ' ')}", "fuzz", key, "0", lambda v: v == 0)
+          for key in ("server_errors", "messages_enqueued", "build_records")],
+        *fault_rows(results.get("faults") or {}),
     ]  # fmt: skip
+
+
+FAULT_COUNTS = (
+    "builds",
+    "kills_group",
+    "kills_pool_child",
+    "relaunches",
+    "error_after_3_losses",
+    "failures_injected",
+    "lost",
+    "objects_left",
+    "final_reports_missing",
+    "final_reports_duplicate",
+)
+INFORMATIVE = {
+    "builds",
+    "kills_group",
+    "kills_pool_child",
+    "relaunches",
+    "error_after_3_losses",
+    "failures_injected",
+}
+
+
+def fault_rows(faults: dict[str, Any]) -> list[tuple[str, Any, str, bool | None]]:
+    """Per fault run: builds, then what must be zero (lost, leaked, missing or duplicate reports)."""
+    rows: list[tuple[str, Any, str, bool | None]] = []
+    for run in faults.get("runs", []):
+        counts = run.get("counts", {})
+        rows.append((f"faults {run['name']}: problems", len(run.get("problems", [])), "0",
+                     not run.get("problems")))  # fmt: skip
+        for key in FAULT_COUNTS:
+            if key in counts:
+                target = "" if key in INFORMATIVE else "0"
+                met = None if key in INFORMATIVE else counts[key] == 0
+                rows.append((f"faults {run['name']}: {key.replace('_', ' ')}", counts[key], target, met))
+    return rows
 
 
 def run_part(name: str, quick: bool) -> tuple[dict[str, Any] | None, float, int]:
