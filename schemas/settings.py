@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     reconcile_interval: float = Field(default=10.0, gt=0)
     visibility_timeout: int = Field(default=3600, ge=10)
     transient_retries: int = Field(default=5, ge=0)
+    # Teardown does not give up after `transient_retries` like the other steps: what it leaves behind
+    # stays until the garbage collector's next pass, so through an API brownout it keeps looking, this long.
+    teardown_timeout: float = Field(default=600.0, gt=0)
     teardown_grace: float = Field(default=3.0, ge=0)
     log_tail_lines: int = Field(default=40, ge=1)
     job_default: str = "local"

@@ -162,6 +162,63 @@ def test_a_build_waiting_behind_a_backlog_is_not_sent_again(settings: Settings, 
         store.redis.flushdb()
 
 
+def test_a_message_taken_by_a_worker_that_died_before_receiving_it_is_sent_again(
+    settings: Settings, example: Path
+) -> None:
+    # A worker took the message off the queue and was SIGKILLed before it could clear the build's
+    # queued-mark: the mark must not hold the reconciler back (for its whole TTL) once the queue shows
+    # the message has left it, while a build whose message still waits is left alone.
+    queued = other_db(settings, 13)
+    app, store = make_app(queued), BuildStore(Redis.from_url(queued.require_redis_url()))
+    store.redis.flushdb()
+    try:
+        taken, waiting, last = (
+            store.create(request(example, branch, job=f"taken-{n}"), log_root=str(settings.logs_dir), due=0)
+            for n, branch in enumerate(("feature", "feature", "feature"))
+        )
+        for record in (taken, waiting):
+            send(app, record.step, record.id, record.seq, store=store)
+        store.redis.rpop(QUEUE_NEW)  # the oldest message, `taken`'s, into a worker that dies with it
+        assert reconcile(app, store, grace=60) == 2  # `taken`, and `last` (never sent at all)
+        store.redis.rpop(QUEUE_NEW)  # `waiting`'s goes the same way: now the queue holds `taken`'s again
+        assert store.redis.llen(QUEUE_NEW) == 2
+        store.redis.zadd(DUE, {r.id: 0 for r in (taken, waiting, last)})
+        assert reconcile(app, store, grace=60) == 1  # `waiting`: the others' resent messages still wait
+    finally:
+        store.redis.flushdb()
+
+
+def test_redis_gone_mid_step_leaves_the_build_to_the_reconciler(
+    settings: Settings, example: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Redis restarting while a step talks to it: nothing can be recorded, and the build did nothing
+    # wrong. The step must not turn it into `error` (Redis may be back by the time that is written).
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from workers.process import ProcessResources
+    from workers.steps import STEP_FUNCTIONS
+    from workers.tasks import run_step
+
+    isolated = other_db(settings, 12)
+    app, proc = make_app(isolated), ProcessResources(isolated)
+    proc.store.redis.flushdb()
+
+    def redis_gone(*_: object) -> None:
+        raise RedisConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    monkeypatch.setitem(STEP_FUNCTIONS, "checkout", redis_gone)
+    try:
+        record = proc.store.create(request(example, "feature"), log_root=str(settings.logs_dir), due=0)
+        with pytest.raises(RedisConnectionError):
+            run_step(app, proc, "checkout", record.id, record.seq, task=None)
+        after = proc.store.get(record.id)
+        assert after is not None and after.state is BuildState.running and after.reason == ""
+        assert (after.step, after.seq) == ("checkout", record.seq)  # the reconciler's resend is taken
+        assert record.id in proc.store.overdue(now=float("inf"))
+    finally:
+        proc.store.redis.flushdb()
+
+
 @pytest.mark.parametrize("kill_at", ["wait_setup", "run_tests"])
 def test_worker_killed_mid_build_then_restarted_finishes(
     app, store, settings, tmp_path, worker: Worker, kill_at: str

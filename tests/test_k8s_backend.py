@@ -18,12 +18,13 @@ import yaml
 from celery import Celery
 from redis import Redis
 
-from schemas.record import BuildRecord, BuildState
+from schemas.record import BuildRecord, BuildState, StepState
 from schemas.request import BuildRequest, Revision
 from schemas.settings import Settings
 from tests.conftest import FAST
 from tests.fake_k8s import FakeCluster, core_v1, serve
-from tests.helpers import Repo, Worker, wait_for
+from tests.helpers import Repo, Worker, wait_for, wait_until
+from tests.test_k8s_objects import context
 from tests.test_webhooks import other_db
 from workers.app import make_app
 from workers.backends.k8s_names import BUILD_LABEL, MANAGED_BY
@@ -207,6 +208,109 @@ def test_worker_killed_mid_build_leaves_no_duplicates(kube: Kube) -> None:
     assert created == []
     assert kube.cluster.count("POST", build=name, resource="pods") >= 1
     assert leftovers(kube, name) == []
+
+
+def test_a_pod_deleted_while_no_worker_watched_is_relaunched(kube: Kube) -> None:
+    # The pod goes while the only worker, and so the only watch, is down: no DELETED event ever reaches
+    # the cache, and the restarted watch lists only the pods that exist. The build must see the loss.
+    name = new_build(kube, "k8s-unwatched", test_duration=5)
+    record = start(kube, name)
+    wait_for(kube.store, record.id, until="run_tests", timeout=60)
+    kube.worker.kill()
+    kube.cluster.delete_pod(name, NAMESPACE)
+    wait_until(lambda: kube.cluster.get("pods", name, NAMESPACE) is None)
+    kube.worker.start()
+    done = wait_for(kube.store, record.id, timeout=90)
+    assert done.state is BuildState.succeeded, done.reason
+    assert [p.pod for p in done.pods] == [name, f"{name}-a2"]
+    assert "deleted" in done.pods[0].ended
+    assert leftovers(kube, name) == []
+
+
+def test_an_exec_refused_with_429_is_retried(kube: Kube) -> None:
+    # The exec's websocket handshake answered 429: a busy API server, not a refusal.
+    name = new_build(kube, "k8s-exec-429")
+    kube.cluster.fail_next(1, status=429, retry_after=1, path_contains="/exec")
+    record = wait_for(kube.store, start(kube, name).id, timeout=60)
+    assert record.state is BuildState.succeeded, record.reason
+    assert kube.cluster.count(build=name, subresource="exec") >= 2
+
+
+def test_a_step_waiting_for_its_retry_is_not_sent_again_by_the_reconciler(kube: Kube) -> None:
+    # Retry-After longer than PODCI_STALL_GRACE (10 s here): the build is not overdue while its step
+    # waits to retry. A second copy from the reconciler would be a second retry chain, more requests
+    # to a struggling API server and more tries to lose.
+    name = new_build(kube, "k8s-retry-after")
+    kube.cluster.fail_next(1, status=429, retry_after=12, method="POST", path_contains="/services")
+    record = wait_for(kube.store, start(kube, name).id, timeout=90)
+    assert record.state is BuildState.succeeded, record.reason
+    assert f"build={name} step=create_service overdue" not in kube.worker.log.read_text()
+
+
+def test_a_failed_agent_log_read_is_tried_again_at_once(kube: Kube, tmp_path: Path) -> None:
+    # A claim keeps two looks from reading the agent's log twice; the look that failed must release it,
+    # or the next looks wait for the claim to expire while the tests' budget runs out.
+    config = (Path(__file__).parent.parent / "examples/webapp/.podci.yml").read_text()
+    repo = Repo(tmp_path / "budget", {".podci.yml": config.replace("tests: 120", "tests: 20")})
+    name = new_build(kube, "k8s-log-500")
+    kube.cluster.fail_next(1, status=500, method="GET", path_contains="/log")
+    record = wait_for(kube.store, start(kube, name, repo=repo).id, timeout=60)
+    assert record.state is BuildState.succeeded, record.reason
+
+
+def test_teardown_outlasts_api_errors(kube: Kube) -> None:
+    # More failed deletes than PODCI_TRANSIENT_RETRIES (2 here) allows: teardown keeps going, since what
+    # it gave up on would stay in the cluster until the garbage collector's next pass.
+    name = new_build(kube, "k8s-teardown-500")
+    kube.cluster.fail_next(4, status=500, method="DELETE")
+    record = wait_for(kube.store, start(kube, name).id, timeout=90)
+    assert record.state is BuildState.succeeded, record.reason
+    assert record.step_record("teardown").state is StepState.succeeded, record.step_record("teardown")
+    assert "gave up" not in record.reason
+    assert leftovers(kube, name) == []
+
+
+class _Died(BaseException):
+    """A worker killed mid-call: no `except Exception` clean-up runs (SIGKILL runs none at all)."""
+
+
+def test_a_worker_dying_mid_exec_does_not_keep_the_tests_from_starting(
+    kube: Kube, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from workers.backends import kubernetes as backend_module
+    from workers.backends.k8s_api import KubeApi
+    from workers.backends.k8s_watch import PodCache
+
+    monkeypatch.setattr(backend_module, "_CLAIM_SECONDS", 1)
+    settings = kube.settings.model_copy(update={"kube_namespace": NAMESPACE})
+    backend = backend_module.KubernetesBackend(
+        settings, KubeApi(settings, _client(kube.url)), PodCache(kube.store.redis)
+    )
+    ctx = context(name=new_build(kube, "k8s-died"))
+    execs: list[list[str]] = []
+
+    def dies(pod: str, container: str, argv: list[str]) -> tuple[int, str]:
+        execs.append(argv)
+        raise _Died()
+
+    def works(pod: str, container: str, argv: list[str]) -> tuple[int, str]:
+        execs.append(argv)
+        return 0, ""
+
+    monkeypatch.setattr(backend.api, "exec", dies)
+    with pytest.raises(_Died):
+        backend.start_tests(ctx)
+    monkeypatch.setattr(backend.api, "exec", works)
+    backend.start_tests(ctx)  # another look while the first might still be execing: no second exec
+    assert len(execs) == 1
+
+    def started_again() -> bool:
+        backend.start_tests(ctx)
+        return len(execs) == 2
+
+    wait_until(started_again, timeout=10)  # once the dead worker's claim has expired
+    backend.start_tests(ctx)  # started for good: no exec any more
+    assert len(execs) == 2
 
 
 def test_gc_removes_leaked_objects_and_leaves_unlabelled_ones(kube: Kube) -> None:

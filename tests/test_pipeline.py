@@ -8,7 +8,18 @@ import pytest
 
 from schemas.record import BuildRecord, BuildState, StepRecord, StepState
 from schemas.request import BuildRequest, Revision
-from workers.pipeline import STEPS, Done, Stop, Wait, apply, cancel_outcome, next_step, recheck_delay, start
+from workers.pipeline import (
+    STEPS,
+    Done,
+    Stop,
+    Wait,
+    apply,
+    cancel_outcome,
+    next_step,
+    recheck_delay,
+    retry_delay,
+    start,
+)
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 NOW = T0 + timedelta(minutes=3)
@@ -182,6 +193,23 @@ def test_start_leaves_a_started_build_alone(state: BuildState) -> None:
 )  # fmt: skip
 def test_recheck_delay_is_a_tenth_clamped(waited: float, low: float, high: float, expected: float) -> None:
     assert recheck_delay(waited, low, high) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("tries", "retry_after", "fraction", "expected"),
+    [(0, None, 0.0, 0.5), (0, None, 1.0, 1.0), (1, None, 0.5, 1.5), (3, None, 0.0, 4.0),
+     (10, None, 0.0, 30.0), (10, None, 1.0, 60.0), (0, 2.0, 1.0, 2.0), (4, 2.0, 0.0, 8.0)],
+)  # fmt: skip
+def test_retry_delay_keeps_half_of_the_backoff(
+    tries: int, retry_after: float | None, fraction: float, expected: float
+) -> None:
+    assert retry_delay(tries, retry_after, fraction) == pytest.approx(expected)
+
+
+def test_the_retries_of_a_step_cannot_all_land_in_one_burst_of_api_errors() -> None:
+    # The slow-cluster fault run: 3-10 failed requests in a row, a second or two apart. With delays from
+    # [0, 2**n] a step's five retries could all come at once and fail the build on a blip.
+    assert sum(retry_delay(tries, None, 0.0) for tries in range(5)) >= 15
 
 
 @pytest.mark.parametrize(

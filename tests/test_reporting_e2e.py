@@ -4,6 +4,7 @@ every request against the API notes (see `test_reporters_http.StandIn`)."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -158,3 +159,39 @@ def test_an_outage_during_the_final_report_is_retried_and_changes_nothing(stack:
     assert states[0] == "INPROGRESS" and states[-1] == "SUCCESSFUL" and states.count("SUCCESSFUL") >= 3
     accepted = [s for s in stack.cloud.seen[1:] if s.body["state"] == "SUCCESSFUL"]
     assert accepted  # the last one went through once the outage ended
+
+
+def test_a_report_lock_left_by_a_killed_worker_is_waited_out_not_a_minute_more(settings: Settings) -> None:
+    # A worker SIGKILLed while posting leaves its (build, reporter) lock until it expires. Re-sending the
+    # final report meanwhile only finds it busy, and the next look used to be a minute later (a final
+    # status posted two minutes late, in the fault runs): look again when the lock goes instead.
+    from types import SimpleNamespace
+
+    from schemas.request import BuildRequest, Revision
+    from workers.notify import report_lock, resend_reports
+    from workers.process import ProcessResources
+    from workers.store import REPORT_DUE
+
+    isolated = other_db(settings, 14)
+    proc = ProcessResources(isolated)
+    proc.store.redis.flushdb()
+    try:
+        request = BuildRequest(job="locked", repo="team/webapp", callback_url="http://127.0.0.1:9/callback",
+                               source=Revision(clone_url="/nonexistent", ref="main"))  # fmt: skip
+        record = proc.store.create(request, log_root="/nonexistent", due=0)
+
+        def complete(r: BuildRecord) -> None:
+            r.state, r.finished, r.step = BuildState.succeeded, r.created, ""
+
+        proc.store.update(record.id, complete, due=0)  # completed; its report due at once
+        proc.store.redis.set(report_lock(record.id, "jenkins-callback"), "a dead worker's", px=5000)
+        sent: list[object] = []
+        app = SimpleNamespace(send_task=lambda *args, **kwargs: sent.append(args))
+        assert resend_reports(app, proc, grace=3) == 0 and sent == []  # it would only find the lock
+        due = proc.store.redis.zscore(REPORT_DUE, record.id)
+        assert due is not None and due < time.time() + 10  # when the lock expires (5 s), not in 60 s
+        proc.store.redis.delete(report_lock(record.id, "jenkins-callback"))
+        proc.store.redis.zadd(REPORT_DUE, {record.id: 0})
+        assert resend_reports(app, proc, grace=3) == 1  # lock gone: the report goes again
+    finally:
+        proc.store.redis.flushdb()

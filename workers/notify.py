@@ -27,7 +27,7 @@ log = logging.getLogger("podci.notify")
 def notify_all(app: Celery, proc: ProcessResources, record: BuildRecord) -> None:
     """One `podci.notify` per reporter with something to say now (no message for the others)."""
     for name in pending_reports(proc, record):
-        app.send_task("podci.notify", args=[record.id, name])
+        app.send_task("podci.notify", args=[record.id, name], ignore_result=True)
 
 
 def _remember(name: str, state: str) -> Callable[[BuildRecord], None]:
@@ -46,17 +46,39 @@ def pending_reports(proc: ProcessResources, record: BuildRecord) -> list[str]:
     ]
 
 
+# How long a (build, reporter) lock holds at most. It must outlast any post (each reporter's HTTP
+# timeout is 10 s per phase: connect, send, answer), and it is all a worker killed mid-post leaves
+# behind: the build's next report waits it out, so it is not longer than that.
+LOCK_SECONDS = 45
+
+
+def report_lock(build_id: str, name: str) -> str:
+    return f"podci:lock:notify:{build_id}:{name}"
+
+
 def resend_reports(app: Celery, proc: ProcessResources, grace: float) -> int:
     """The final reports of completed builds, sent again when a worker died before sending them or
-    they are still failing. Re-sent messages try once (`retry=False`): this look repeats them."""
+    they are still failing. Re-sent messages try once (`retry=False`): this look repeats them, a
+    minute later, or as soon as the reporter's lock expires when one is held (likely by a worker
+    killed mid-post: a message sent now would only find it busy, and the next look is a minute off)."""
     now, sent = time.time(), 0
+    redis = proc.store.redis
     for build_id in proc.store.reports_overdue(now):
         record = proc.store.get(build_id)
         names = [] if record is None else pending_reports(proc, record)
+        when: float | None = None
         for name in names:
-            app.send_task("podci.notify", args=[build_id, name], kwargs={"retry": False})
-        proc.store.reports_due_at(build_id, now + max(grace, 60) if names else None)
-        sent += len(names)
+            held = int(redis.pttl(report_lock(build_id, name)))
+            if held > 0:
+                again = now + held / 1000 + 0.5
+            else:
+                app.send_task(
+                    "podci.notify", args=[build_id, name], kwargs={"retry": False}, ignore_result=True
+                )
+                sent += 1
+                again = now + max(grace, 60)
+            when = again if when is None else min(when, again)
+        proc.store.reports_due_at(build_id, when)
     return sent
 
 
@@ -64,7 +86,7 @@ def notify(proc: ProcessResources, build_id: str, name: str, task: Task, retry: 
     reporter, store = proc.reporters.get(name), proc.store
     if reporter is None:
         return "no such reporter"
-    lock = store.redis.lock(f"podci:lock:notify:{build_id}:{name}", timeout=120)
+    lock = store.redis.lock(report_lock(build_id, name), timeout=LOCK_SECONDS)
     if not lock.acquire(blocking=False):
         if not retry:
             return "busy"

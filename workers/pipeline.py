@@ -72,6 +72,16 @@ def recheck_delay(waited: float, low: float, high: float) -> float:
     return max(low, min(high, waited / 10))
 
 
+def retry_delay(tries: int, retry_after: float | None, fraction: float, cap: float = 60.0) -> float:
+    """Seconds before retry `tries + 1` of a step that met a passing failure: between half and all of
+    2**tries (at most `cap`), `fraction` (0..1, random) placing it, and never before `retry_after`.
+
+    Half is kept: with delays drawn from [0, 2**tries] ("full jitter"), the first retries often came
+    after 0 s, and the six tries a step has could all land in one burst of API errors a second long."""
+    ceiling = min(cap, 2.0**tries)
+    return max(ceiling / 2 + fraction * ceiling / 2, retry_after or 0.0)
+
+
 def start(record: BuildRecord, step: str, now: datetime) -> None:
     """Mark `step` as running (first time only) and the build as started."""
     entry = record.step_record(step)

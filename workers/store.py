@@ -5,11 +5,13 @@ Keys (all under `podci:`): `build:{id}` the record (JSON); `builds` zset of ids 
 `due` zset of ids by when their next step should have run; `job:{job}:number` the job's counter;
 `repo:{repo}:queue` list of the repository's unfinished builds in arrival order (admission);
 `pr:{repo}#{n}` set of a pull request's builds; `dedupe:{key}` the build a delivery or head commit
-started.
+started; `queued:{id}` `step:seq:ticket` of the build's message while it waits in a queue;
+`queue-tickets` the counter those tickets come from.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -24,6 +26,8 @@ PREFIX = "podci"
 BUILDS = f"{PREFIX}:builds"
 DUE = f"{PREFIX}:due"
 REPORT_DUE = f"{PREFIX}:report-due"  # zset: completed builds whose final reports are not confirmed yet
+TICKETS = f"{PREFIX}:queue-tickets"  # counter: the ticket of each marked message, in sending order
+TICKET_HEADER = "podci_ticket"
 
 
 class DuplicateBuild(Exception):
@@ -77,10 +81,19 @@ return false
 """
 
 
+# The mark of a message about to be queued, with the next ticket, in one round trip.
+_MARK = """
+local ticket = redis.call('INCR', KEYS[2])
+redis.call('SET', KEYS[1], ARGV[1] .. ':' .. ticket, 'EX', ARGV[2])
+return ticket
+"""
+
+
 class BuildStore:
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
         self._create = redis.register_script(_CREATE)
+        self._mark = redis.register_script(_MARK)
 
     def create(
         self,
@@ -174,17 +187,33 @@ class BuildStore:
         records = (self.get(m) for m in members if m != but)
         return sorted((r for r in records if r is not None), key=lambda r: r.created)
 
-    def mark_queued(self, build_id: str, step: str, seq: int, ttl: float) -> None:
-        """A message for (step, seq) is about to wait in a queue; cleared when a worker receives it."""
-        self.redis.set(_queued(build_id), f"{step}:{seq}", ex=max(1, int(ttl)))
+    def mark_queued(self, build_id: str, step: str, seq: int, ttl: float) -> int:
+        """A message for (step, seq) is about to wait in a queue; cleared when a worker receives it.
+        Returns the message's ticket, which the message carries in its `podci_ticket` header."""
+        return int(self._mark(keys=[_queued(build_id), TICKETS], args=[f"{step}:{seq}", max(1, int(ttl))]))
 
     def received(self, build_id: str) -> None:
         self.redis.delete(_queued(build_id))
 
-    def waiting_in_queue(self, record: BuildRecord) -> bool:
-        """Is a message for the record's current step still in a queue, not yet taken by a worker?"""
+    def queued_ticket(self, record: BuildRecord) -> int | None:
+        """The ticket of the marked message for the record's current step, if one is marked."""
         raw = self.redis.get(_queued(record.id))
-        return raw is not None and as_text(raw) == f"{record.step}:{record.seq}"
+        if raw is None:
+            return None
+        marked, _, ticket = as_text(raw).rpartition(":")
+        return int(ticket) if marked == f"{record.step}:{record.seq}" and ticket.isdigit() else None
+
+    def oldest_waiting(self, queue: str) -> tuple[bool, int | None]:
+        """(anything waiting in the Celery queue `queue`, the ticket of the oldest message or None when
+        it carries none). Kombu's Redis transport keeps a queue as a list, taken from the right."""
+        raw = self.redis.lindex(queue, -1)
+        if raw is None:
+            return False, None
+        try:
+            ticket = json.loads(raw)["headers"].get(TICKET_HEADER)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return True, None
+        return True, ticket if isinstance(ticket, int) else None
 
     def overdue(self, now: float, limit: int = 500) -> list[str]:
         return [as_text(m) for m in self.redis.zrangebyscore(DUE, 0, now, start=0, num=limit)]
@@ -198,6 +227,10 @@ class BuildStore:
             self.redis.zrem(REPORT_DUE, build_id)
         else:
             self.redis.zadd(REPORT_DUE, {build_id: when})
+
+    def push_due(self, build_id: str, when: float) -> None:
+        """Move the build's due time (only while it has one: a complete build has none)."""
+        self.redis.zadd(DUE, {build_id: when}, xx=True)
 
     def drop_due(self, build_id: str) -> None:
         self.redis.zrem(DUE, build_id)

@@ -8,19 +8,22 @@ passes and `podci.reconcile` sends the message again.
 
 A build whose message is still waiting in a queue behind a backlog is overdue too, but nothing is
 lost: `send` marks the build as queued until a worker receives the message, and the reconciler leaves
-such builds alone. Re-sending them would add one more message per build on every pass, growing the
-backlog it was caused by (1,000 queued builds grew `podci.new` to 4,400 messages in three minutes).
+such builds alone while the queue shows the message can still be in it (`_still_queued`). Re-sending
+them would add one more message per build on every pass, growing the backlog it was caused by (1,000
+queued builds grew `podci.new` to 4,400 messages in three minutes).
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import time
 from typing import Any
 
 from celery import Celery, Task
 from celery.signals import task_received
-from celery.utils.time import get_exponential_backoff_interval
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from schemas.record import BuildRecord, BuildState, StepState, utcnow
 from schemas.settings import Settings
@@ -30,13 +33,14 @@ from workers.notify import notify, notify_all, resend_reports
 from workers.pipeline import STEPS, Outcome, Relaunch, Stop, Wait
 from workers.process import ProcessResources
 from workers.steps import STEP_FUNCTIONS
-from workers.store import BuildStore
+from workers.store import TICKET_HEADER, BuildStore
 
 log = logging.getLogger("podci.pipeline")
 
 
-# How long a queued-mark holds the reconciler back at most: a mark can outlive its message only if a
-# process died between marking and publishing, or a worker between fetching and receiving.
+# How long a queued-mark holds the reconciler back at most: a mark can outlive its message if a
+# process died between marking and publishing. (A worker that took the message off the queue and died
+# before receiving it leaves a mark too, but `_still_queued` sees through that one: see there.)
 QUEUED_MARK_TTL = 600.0
 
 
@@ -46,16 +50,34 @@ def send(
     """Send the build's step; with `store`, mark it queued (a message with a countdown is taken by a
     worker at once, and held there, so only immediate ones are marked)."""
     marked = store is not None and not countdown
+    headers = None
     if marked:
         assert store is not None
-        store.mark_queued(build_id, step, seq, QUEUED_MARK_TTL)
+        headers = {TICKET_HEADER: store.mark_queued(build_id, step, seq, QUEUED_MARK_TTL)}
     try:
-        app.send_task(f"podci.{step}", args=[build_id, seq], countdown=countdown or None)
+        # ignore_result: nobody reads a step's result, and without it each send subscribes to a
+        # result channel whose replies the receiver never reads (two round trips, a growing buffer)
+        app.send_task(
+            f"podci.{step}", args=[build_id, seq], countdown=countdown or None, headers=headers,
+            ignore_result=True,
+        )  # fmt: skip
     except Exception:
         if marked:
             assert store is not None
             store.received(build_id)
         raise
+
+
+# Redis unreachable (restarting, failing over, loading its file) in the middle of a step. The step's
+# outcome could not be recorded anyway, and turning it into `error` would fail a build for an outage
+# that a retry gets over: the task ends instead, leaving the record as it was, and the reconciler sends
+# the step again once it is overdue (every step is safe to run twice).
+REDIS_DOWN = (RedisConnectionError, RedisTimeoutError)
+
+
+def _waited(record: BuildRecord, step: str) -> float:
+    started = record.step_record(step).started
+    return 0.0 if started is None else (utcnow() - started).total_seconds()
 
 
 def _attempt(proc: ProcessResources, step: str, record: BuildRecord, task: Task) -> Outcome:
@@ -64,16 +86,25 @@ def _attempt(proc: ProcessResources, step: str, record: BuildRecord, task: Task)
     except TransientError as exc:
         tries = task.request.retries
         if tries < proc.settings.transient_retries:
-            countdown = max(
-                get_exponential_backoff_interval(1, tries, 60, full_jitter=True), exc.retry_after or 0
-            )
+            spread = random.random()  # noqa: S311 - jitter, not a secret
+            countdown = round(pipeline.retry_delay(tries, exc.retry_after, spread), 2)
             log.warning("build %s step %s: %s; retry %d in %ss", record.id, step, exc, tries + 1, countdown)
+            # The retry is this step's next look: the build is not overdue before it. Else the reconciler
+            # would start a second retry chain beside this one (then a third...) whenever the retries
+            # outlast the grace, more requests to an API server already failing, more tries to lose.
+            proc.store.push_due(record.id, time.time() + countdown + proc.settings.stall_grace)
             raise task.retry(
                 exc=exc, countdown=countdown, max_retries=proc.settings.transient_retries
             ) from exc
+        if step == "teardown" and _waited(record, step) < proc.settings.teardown_timeout:
+            # Objects left behind would outlive the build: look again later (a new round of retries).
+            log.warning("build %s step %s: %s; looking again later", record.id, step, exc)
+            return Wait(f"{exc}; trying again")
         return Stop(BuildState.error, f"{step} gave up after {tries + 1} tries: {exc}")
     except PermanentError as exc:
         return Stop(BuildState.error, str(exc))
+    except REDIS_DOWN:
+        raise  # not the build's fault, and nothing can be recorded now: see `REDIS_DOWN`
     except Exception as exc:
         log.exception("build %s step %s failed unexpectedly", record.id, step)
         return Stop(BuildState.error, f"{step} failed unexpectedly: {exc!r}")
@@ -133,16 +164,44 @@ def run_step(app: Celery, proc: ProcessResources, step: str, build_id: str, seq:
     return type(outcome).__name__.lower()
 
 
+def _queue_of(app: Celery, step: str) -> str:
+    route = app.conf.task_routes.get(f"podci.{step}") or {}
+    return str(route.get("queue") or app.conf.task_default_queue)
+
+
+def _still_queued(
+    app: Celery, store: BuildStore, record: BuildRecord, heads: dict[str, tuple[bool, int | None]]
+) -> bool:
+    """Is the build's marked message still waiting in its queue?
+
+    The mark alone cannot say: a worker that took the message off the queue and was killed before
+    receiving it (a few milliseconds, but SIGKILL finds them) never clears it, and the build would sit
+    out the mark's whole TTL. A queue hands out its messages oldest first, and a marked message carries
+    its ticket (handed out in sending order): so when the queue is empty, or its oldest message was
+    marked after this one, this one has left the queue. `heads`: the oldest message of each queue, read
+    once per reconcile pass. A message sent out of ticket order only makes a duplicate (fenced out), or
+    a wait until the queue has moved on."""
+    ticket = store.queued_ticket(record)
+    if ticket is None:
+        return False
+    queue = _queue_of(app, record.step)
+    if queue not in heads:
+        heads[queue] = store.oldest_waiting(queue)
+    waiting, oldest = heads[queue]
+    return waiting and (oldest is None or oldest <= ticket)
+
+
 def reconcile(app: Celery, store: BuildStore, grace: float) -> int:
     """Re-send the current step of every build whose next step is overdue; returns how many."""
     now = time.time()
     sent = 0
+    heads: dict[str, tuple[bool, int | None]] = {}
     for build_id in store.overdue(now):
         record = store.update(build_id, lambda r: None, due=now + grace)
         if record is None or record.complete:
             store.drop_due(build_id)
             continue
-        if store.waiting_in_queue(record):
+        if _still_queued(app, store, record, heads):
             continue  # behind a backlog, not lost
         log.warning("build=%s step=%s overdue; sending it again", build_id, record.step)
         send(app, record.step, build_id, record.seq, store=store)
@@ -155,7 +214,12 @@ def register(app: Celery, settings: Settings) -> None:
 
     def make_step(step: str) -> None:
         def body(self: Task, build_id: str, seq: int) -> str:
-            return run_step(app, proc, step, build_id, seq, self)
+            try:
+                return run_step(app, proc, step, build_id, seq, self)
+            except REDIS_DOWN as exc:
+                log.warning("build=%s step=%s: Redis unavailable (%s); the reconciler sends it again",
+                            build_id, step, exc)  # fmt: skip
+                return "redis unavailable"
 
         body.__name__ = step
         body.__doc__ = f"Pipeline step `{step}` of one build."

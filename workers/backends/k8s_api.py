@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import urllib3
+import websocket
 from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
 from kubernetes.config.config_exception import ConfigException
@@ -58,6 +59,23 @@ def classify(exc: ApiException, what: str) -> Exception:
         error.retry_after = float(retry_after) if retry_after and retry_after.isdigit() else None
         return error
     return PermanentError(f"{what}: Kubernetes refused with {status} {exc.reason}: {_message(exc)}")
+
+
+def exec_error(exc: ApiException, what: str) -> Exception:
+    """Classify a failed exec. Its websocket handshake is refused like any request (429 with
+    Retry-After, 5xx), but the client reports every exec failure as status 0 with the text of the
+    websocket error, keeping the error itself only as the exception's context: read it from there,
+    and count a failure that got no HTTP answer at all as one of reaching the API (transient)."""
+    cause = exc.__context__
+    if isinstance(cause, websocket.WebSocketBadStatusException):
+        answered = ApiException(status=cause.status_code, reason=cause.status_message or str(cause))
+        answered.headers = urllib3.HTTPHeaderDict(cause.resp_headers or {})  # as the client gives them
+        answered.body = cause.resp_body
+        return classify(answered, what)
+    if exc.status:
+        return classify(exc, what)
+    reason = type(cause).__name__ if cause is not None else exc.reason
+    return TransientError(f"{what}: cannot reach the Kubernetes API: {reason}")
 
 
 class KubeApi:
@@ -125,7 +143,7 @@ class KubeApi:
             code = ws.returncode
             ws.close()
         except ApiException as exc:
-            raise classify(exc, f"exec in {name}/{container}") from None
+            raise exec_error(exc, f"exec in {name}/{container}") from None
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise TransientError(f"exec in {name}/{container}: {type(exc).__name__}: {exc}") from None
         return (code if code is not None else -1), output

@@ -21,20 +21,37 @@ from workers.store import as_text
 
 log = logging.getLogger("podci.k8s.watch")
 GONE = "gone"
+LIVE = "podci:k8s:pods-live"
 _TTL = 2 * 24 * 3600
 
 
 class PodCache:
-    """`podci:k8s:pod:{name}` holds the pod's last JSON from the watch, or `gone` once deleted."""
+    """`podci:k8s:pod:{name}` holds the pod's last JSON from the watch, or `gone` once deleted.
+
+    `podci:k8s:pods-live` is the set of pods cached as existing. A DELETED event can be missed (every
+    watcher down, or Redis down when it came), and a list shows only the pods that exist; the set lets
+    a watcher that lists again find the pods that went meanwhile, which would otherwise stay "running"
+    in the cache for good and leave their builds waiting on them."""
 
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
 
     def put(self, pod: dict[str, Any]) -> None:
-        self.redis.set(f"podci:k8s:pod:{pod['metadata']['name']}", json.dumps(pod), ex=_TTL)
+        name = pod["metadata"]["name"]
+        with self.redis.pipeline() as pipe:
+            pipe.set(f"podci:k8s:pod:{name}", json.dumps(pod), ex=_TTL)
+            pipe.sadd(LIVE, name)
+            pipe.execute()
 
     def gone(self, name: str) -> None:
-        self.redis.set(f"podci:k8s:pod:{name}", GONE, ex=_TTL)
+        with self.redis.pipeline() as pipe:
+            pipe.set(f"podci:k8s:pod:{name}", GONE, ex=_TTL)
+            pipe.srem(LIVE, name)
+            pipe.execute()
+
+    def live(self) -> set[str]:
+        """The pods cached as existing."""
+        return {as_text(m) for m in self.redis.smembers(LIVE)}
 
     def get(self, name: str) -> tuple[bool, dict[str, Any] | None]:
         """(known, pod): known False means the watch has not seen it yet; pod None means deleted."""
@@ -67,9 +84,16 @@ class PodWatcher:
                 self.stopped.wait(1)  # a watcher thread, not a task: pausing here holds no worker slot
 
     def _list_and_watch(self) -> None:
+        # Read before listing: a pod cached as existing was created before this read, so if the list
+        # (a consistent read, made after) lacks it, it was deleted while no watch saw it. A pod created
+        # after this read is in neither, and may be in the list: the order is what makes this safe with
+        # other workers' watchers writing the same cache.
+        cached = self.cache.live()
         pods, version = self.api.list_with_version("pods", SELECTOR)
         listed = {pod["metadata"]["name"] for pod in pods}
         self.signals = {name: signal for name, signal in self.signals.items() if name in listed}
+        for name in cached - listed:
+            self._vanished(name)
         for pod in pods:
             self._seen("MODIFIED", pod)
         while not self.stopped.is_set():
@@ -78,6 +102,14 @@ class PodWatcher:
                     return  # too old (410): list again
                 version = obj["metadata"].get("resourceVersion", version)
                 self._seen(kind, obj)
+
+    def _vanished(self, name: str) -> None:
+        """A pod deleted while nobody watched: as its DELETED event would have, mark it gone and wake
+        its build (named by the labels of the pod as last cached)."""
+        _, last = self.cache.get(name)
+        metadata = (last or {}).get("metadata") or {"name": name}
+        log.info("pod %s was deleted while no watch saw it", name)
+        self._seen("DELETED", {"metadata": {**metadata, "name": name}})
 
     def _seen(self, kind: str, pod: dict[str, Any]) -> None:
         """Cache every event; wake the build only when the pod's wake signal changed (or it is gone)."""

@@ -28,6 +28,11 @@ from workers.store import as_text
 
 _KINDS_IN_TEARDOWN_ORDER = ("pods", "services", "persistentvolumeclaims", "persistentvolumes")
 _DAY = 24 * 3600
+# A claim on a one-off action (exec the tests, read the agent's log) keeps duplicate looks from doing it
+# twice. Its holder releases it when the action fails, but a holder killed mid-action cannot: then the
+# claim's expiry is what lets the next look try, so it is short. A look that outlives it costs at most
+# one more request, since both actions are safe to repeat.
+_CLAIM_SECONDS = 15
 
 
 class KubernetesBackend:
@@ -79,9 +84,13 @@ class KubernetesBackend:
         return SetupStatus(False, state.message or "starting")
 
     def start_tests(self, ctx: BuildContext) -> None:
+        """One exec per attempt, however often (and however many at once) the step looks: the marker
+        says `starting` while one look execs, `started` for good once the exec succeeded. A worker
+        killed mid-exec leaves only `starting`, which expires, and START_TESTS_SCRIPT run twice in the
+        same pod starts the tests once."""
         marker = f"podci:k8s:tests-started:{attempt_name(ctx.name, ctx.attempt)}"
-        if not self.cache.redis.set(marker, "1", nx=True, ex=_DAY):
-            return  # one exec per attempt, however often (and however many at once) the step looks
+        if not self.cache.redis.set(marker, "starting", nx=True, ex=_CLAIM_SECONDS):
+            return
         argv = [
             "sh",
             "-c",
@@ -98,6 +107,7 @@ class KubernetesBackend:
         if code != 0:
             self.cache.redis.delete(marker)
             raise TransientError(f"starting the tests failed with exit code {code}: {output[-300:]}")
+        self.cache.redis.set(marker, "started", ex=_DAY)
 
     def test_status(self, ctx: BuildContext) -> TestStatus | None:
         state = self._state(ctx)
@@ -123,10 +133,14 @@ class KubernetesBackend:
         pod = attempt_name(ctx.name, ctx.attempt)
         key, claim = f"podci:k8s:agent-log:{pod}", f"podci:k8s:agent-log-claim:{pod}"
         cached = self.cache.redis.get(key)
-        if cached is None and not self.cache.redis.set(claim, "1", nx=True, ex=60):
+        if cached is None and not self.cache.redis.set(claim, "1", nx=True, ex=_CLAIM_SECONDS):
             return None
         if cached is None:
-            text = self.api.pod_log(pod, AGENT_CONTAINER)
+            try:
+                text = self.api.pod_log(pod, AGENT_CONTAINER)
+            except Exception:
+                self.cache.redis.delete(claim)  # the retry must not wait for the claim to expire
+                raise
             self.cache.redis.set(key, text, ex=_DAY)
         else:
             text = as_text(cached)
@@ -143,10 +157,16 @@ class KubernetesBackend:
 
     # --- logs and teardown ---------------------------------------------------------------------
     def logs(self, name: str, log_dir: Path) -> dict[str, Path]:
-        """Every container's log, fetched once (before the pods are deleted) into `log_dir`."""
-        if self.cache.redis.set(f"podci:k8s:logs:{name}", "1", nx=True, ex=_DAY):
-            for pod in self.api.select("pods", f"{BUILD_LABEL}={name}"):
-                self._save_pod_logs(pod, log_dir)
+        """Every container's log, fetched once (before the pods are deleted) into `log_dir`; when a
+        fetch fails, the retry fetches them all again rather than teardown going on without them."""
+        marker = f"podci:k8s:logs:{name}"
+        if self.cache.redis.set(marker, "1", nx=True, ex=_DAY):
+            try:
+                for pod in self.api.select("pods", f"{BUILD_LABEL}={name}"):
+                    self._save_pod_logs(pod, log_dir)
+            except Exception:
+                self.cache.redis.delete(marker)
+                raise
         return log_files(log_dir)
 
     def _save_pod_logs(self, pod: dict[str, Any], log_dir: Path) -> None:
@@ -164,14 +184,20 @@ class KubernetesBackend:
         selector = f"{BUILD_LABEL}={name}"
         pods_key = f"podci:k8s:teardown-pods:{name}"
         # The marker expires: if a worker died between setting it and deleting, the deletes go again.
-        if self.cache.redis.set(f"podci:k8s:teardown:{name}", "1", nx=True, ex=60):
-            pods = [] if keep_pods else [p["metadata"]["name"] for p in self.api.select("pods", selector)]
-            if pods:
-                self.cache.redis.sadd(pods_key, *pods)
-            for pod in pods:
-                self.api.delete("pods", pod)
-            for kind in self._kinds()[1:]:
-                self.api.delete(kind, name)
+        # A delete that fails releases it at once, so that the retry sends them again.
+        marker = f"podci:k8s:teardown:{name}"
+        if self.cache.redis.set(marker, "1", nx=True, ex=60):
+            try:
+                pods = [] if keep_pods else [p["metadata"]["name"] for p in self.api.select("pods", selector)]
+                if pods:
+                    self.cache.redis.sadd(pods_key, *pods)
+                for pod in pods:
+                    self.api.delete("pods", pod)
+                for kind in self._kinds()[1:]:
+                    self.api.delete(kind, name)
+            except Exception:
+                self.cache.redis.delete(marker)
+                raise
         done_key, check_key = f"podci:k8s:teardown-done:{name}", f"podci:k8s:teardown-check:{name}"
         if (done := self.cache.redis.get(done_key)) is not None:
             return as_text(done)
