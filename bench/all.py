@@ -133,6 +133,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", help=f"comma-separated parts of: {', '.join(PARTS)}")
     parser.add_argument("--quick", action="store_true", help="smaller counts, to try the benches out")
+    parser.add_argument("--table", action="store_true", help="run nothing: the table of the last results")
     args = parser.parse_args()
     parts = args.only.split(",") if args.only else list(PARTS)
     unknown = set(parts) - PARTS.keys()
@@ -142,6 +143,10 @@ def main() -> None:
     results: dict[str, Any] = {}
     runs: dict[str, dict[str, Any]] = {}
     for name in parts:
+        if args.table:
+            path = RESULTS / f"{name}.json"
+            results[name] = json.loads(path.read_text()) if path.exists() else None
+            continue
         data, seconds, code = run_part(name, args.quick)
         results[name] = data
         runs[name] = {"seconds": round(seconds, 1), "exit_code": code}
