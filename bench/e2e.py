@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from bench.stack import FINAL_STATES, Stack, percentile, pull_request, stack
+from bench.stack import FINAL_STATES, Stack, final_reported, percentile, pull_request, stack
 from schemas.record import BuildRecord
 from workers.store import BuildStore
 
@@ -34,11 +34,6 @@ def send(client: httpx.Client, built: Stack, number: int, branch: tuple[str, str
     if reply.status_code != 202:
         raise SystemExit(f"the webhook was refused: {reply.status_code} {reply.text}")
     return sent, str(reply.json()["build_id"])
-
-
-def final_reported(record: BuildRecord) -> bool:
-    """Every reporter has posted the final state (podci keeps what each one last posted)."""
-    return bool(record.reported) and all(v == record.state.value for v in record.reported.values())
 
 
 def wait_final(store: BuildStore, ids: list[str], timeout: float) -> list[BuildRecord]:

@@ -48,7 +48,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from bench.stack import FINAL_STATES, NAMESPACE, Stack, WorkerGroup, pull_request, stack
+from bench.stack import FINAL_STATES, NAMESPACE, Stack, WorkerGroup, final_reported, pull_request, stack
 from schemas.record import BuildRecord, BuildState
 from tests.fake_k8s.cluster import LOSE_WAYS
 from workers.backends.k8s_names import SELECTOR
@@ -137,10 +137,6 @@ def send_all(
 
 
 # == waiting and counting ==============================================================================
-
-
-def final_reported(record: BuildRecord) -> bool:
-    return bool(record.reported) and all(v == record.state.value for v in record.reported.values())
 
 
 def settle(store: BuildStore, ids: list[str], timeout: float) -> dict[str, BuildRecord | None]:

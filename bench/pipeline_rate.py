@@ -27,6 +27,7 @@ from redis import Redis
 from rich.console import Console
 from rich.table import Table
 
+from bench.stack import group_cpu
 from podci.embedded import child_worker, embedded_redis
 from schemas.record import BuildRecord
 from schemas.request import BuildRequest, Revision
@@ -58,20 +59,6 @@ def make_repo(path: Path, files: dict[str, str]) -> Path:
     for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "bench"]):
         subprocess.run(["git", "-C", str(path), *args], check=True, env=env)
     return path
-
-
-def group_cpu(pgid: int) -> float:
-    """CPU seconds of the worker's process group (main process, pool, beat), including the git and
-    launcher processes they ran and reaped; the build's own container processes are not counted."""
-    total = 0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid:
-            total += sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
-    return total / os.sysconf("SC_CLK_TCK")
 
 
 def redis_cpu(client: Redis) -> float:
@@ -124,10 +111,10 @@ def main() -> None:
             with child_worker(env, work / "worker.log", concurrency=2) as worker:
                 trivial = make_repo(work / "trivial", TRIVIAL)
                 run_batch(app, store, settings, trivial, 2, "warmup")  # worker start-up out of the numbers
-                cpu0, rcpu0, t0 = group_cpu(worker.pid), redis_cpu(client), time.perf_counter()
+                cpu0, rcpu0, t0 = sum(group_cpu(worker.pid)), redis_cpu(client), time.perf_counter()
                 records = run_batch(app, store, settings, trivial, args.builds, "trivial")
                 wall = time.perf_counter() - t0
-                cpu, rcpu = group_cpu(worker.pid) - cpu0, redis_cpu(client) - rcpu0
+                cpu, rcpu = sum(group_cpu(worker.pid)) - cpu0, redis_cpu(client) - rcpu0
                 durations = [(r.finished - r.created).total_seconds() for r in records if r.finished]
                 assert all(r.state.value == "succeeded" for r in records), [r.reason for r in records]
                 results.update({

@@ -33,6 +33,7 @@ from redis import Redis
 
 from events.signature import sign
 from podci.embedded import free_port, stop_process_group
+from schemas.record import BuildRecord
 from tests.fake_k8s import FakeCluster, serve
 from tests.helpers import Repo
 from tests.test_reporters_http import check
@@ -319,6 +320,11 @@ def pull_request(repo: Repo, number: int, branch: str, sha: str) -> tuple[bytes,
                "X-Request-Id": f"bench-{number}-{sha[:12]}",
                "X-Hub-Signature": sign(body, SECRET)}  # fmt: skip
     return body, headers
+
+
+def final_reported(record: BuildRecord) -> bool:
+    """Every reporter has posted the final state (podci keeps what each one last posted)."""
+    return bool(record.reported) and all(v == record.state.value for v in record.reported.values())
 
 
 def percentile(values: list[float], q: float) -> float | None:
