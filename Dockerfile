@@ -55,17 +55,20 @@ RUN --mount=type=bind,from=wheels,source=/wheels,target=/wheels \
 WORKDIR /opt/podci
 COPY pyproject.toml README.md ./
 COPY schemas/ schemas/
+COPY store/ store/
+COPY dispatch/ dispatch/
 COPY events/ events/
+COPY web/ web/
 COPY workers/ workers/
 COPY podci/ podci/
 COPY examples/ examples/
 # Installed in editable mode on purpose: the code finds its data next to its modules
-# (events/templates/*.html for the build pages, examples/ for `podci run`), and pyproject.toml does not
+# (web/templates/*.html for the build pages, examples/ for `podci run`), and pyproject.toml does not
 # declare them as package data, so a regular wheel would leave them out. Byte-compiled here because
 # the root filesystem is read-only at run time.
 RUN --mount=type=bind,from=wheels,source=/wheels,target=/wheels \
     pip install --no-index --find-links /wheels --no-deps --editable . \
- && python -m compileall -q schemas events workers podci \
+ && python -m compileall -q schemas store dispatch events web workers podci \
  && podci --help > /dev/null
 
 USER 10001:10001

@@ -23,7 +23,7 @@ import httpx
 
 from bench.stack import FINAL_STATES, Stack, final_reported, percentile, pull_request, stack
 from schemas.record import BuildRecord
-from workers.store import BuildStore
+from store.builds import BuildStore
 
 
 def send(client: httpx.Client, built: Stack, number: int, branch: tuple[str, str]) -> tuple[float, str]:

@@ -1,7 +1,7 @@
 """Fault runs: the "proof" that builds survive what production does to them, counted, not timed.
 
 Every run drives its builds with real signed Bitbucket Server webhooks to `podci serve` (not
-`workers.submit`), on real `podci worker` process groups (two, of two pool processes; the first runs
+`dispatch.submit`), on real `podci worker` process groups (two, of two pool processes; the first runs
 beat), a real Redis with its append-only file, the fake Kubernetes API server and a Bitbucket stand-in
 (`bench.stack`), and then counts what went wrong:
 
@@ -50,9 +50,9 @@ from rich.table import Table
 
 from bench.stack import FINAL_STATES, NAMESPACE, Stack, WorkerGroup, final_reported, pull_request, stack
 from schemas.record import BuildRecord, BuildState
-from tests.fake_k8s.cluster import LOSE_WAYS
-from workers.backends.k8s_names import SELECTOR
-from workers.store import BUILDS, BuildStore, as_text
+from store.builds import BUILDS, BuildStore, as_text
+from testkit.fake_k8s.cluster import LOSE_WAYS
+from workers.backends.kubernetes.names import SELECTOR
 
 RUNS = ("kill", "broker", "pods", "slow")
 RESULTS = Path(__file__).parent / "results" / "faults.json"

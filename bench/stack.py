@@ -34,9 +34,9 @@ from redis import Redis
 from events.signature import sign
 from podci.embedded import free_port, stop_process_group
 from schemas.record import BuildRecord
-from tests.fake_k8s import FakeCluster, serve
-from tests.helpers import Repo
-from tests.test_reporters_http import check
+from testkit.bitbucket import check
+from testkit.fake_k8s import FakeCluster, serve
+from testkit.gitrepo import Repo
 
 NAMESPACE = "podci-builds"
 SECRET, TOKEN = "bench-webhook-secret", "bench-bitbucket-token"

@@ -12,11 +12,11 @@ from typing import Any
 
 from celery import Celery
 
+from dispatch.submit import submit
 from schemas.event import Action, Decision
 from schemas.request import BuildRequest
 from schemas.settings import Settings
-from workers.store import BuildStore, DuplicateBuild
-from workers.submit import submit
+from store.builds import BuildStore, DuplicateBuild
 
 log = logging.getLogger("podci.intake")
 

@@ -31,8 +31,10 @@ Text = Annotated[str, BeforeValidator(_unicode)]
 
 
 class _Scm(BaseModel):
-    url: Text = Field(min_length=1)
-    branch: Text = Field(min_length=1)
+    # The plugin sends `scm` on every notification; for a job without git it holds only the (empty)
+    # `changes` and `culprits` lists, so url and branch are checked only when the phase builds.
+    url: Text | None = Field(default=None, min_length=1)
+    branch: Text | None = Field(default=None, min_length=1)
     commit: Text | None = None
 
 
@@ -100,9 +102,10 @@ def parse_notification(body: Mapping[str, Any], options: ParseOptions, delivery_
                         reason=f"phase {clip(phase)} does not start builds (PODCI_JENKINS_PHASE is "
                                f"{options.jenkins_phase})")  # fmt: skip
     scm = note.build.scm
-    if scm is None:
+    if scm is None or scm.url is None or scm.branch is None:
+        field = "build.scm" if scm is None else "build.scm.url" if scm.url is None else "build.scm.branch"
         raise PayloadError(
-            "the Jenkins notification is invalid: `build.scm` is missing (is the job a git job?)"
+            f"the Jenkins notification is invalid: `{field}` is missing (is the job a git job?)"
         )
     branch = scm.branch.split("/", 1)[1] if scm.branch.startswith("origin/") else scm.branch
     request = _request(

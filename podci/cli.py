@@ -14,9 +14,10 @@ from pathlib import Path
 
 import click
 from pydantic import ValidationError
-from redis import Redis
 from rich.console import Console
 
+from dispatch.app import QUEUE_NEW, QUEUE_STEPS, make_app
+from dispatch.submit import submit
 from podci.embedded import child_process, child_worker, embedded_redis
 from podci.example import example_repo
 from podci.progress import follow, summary
@@ -24,10 +25,8 @@ from schemas.errors import describe
 from schemas.record import BuildRecord, BuildState
 from schemas.request import BuildRequest, Revision
 from schemas.settings import Settings
-from workers.app import QUEUE_NEW, QUEUE_STEPS, make_app
-from workers.backends.select import make_backend
-from workers.store import BuildStore
-from workers.submit import submit
+from store.builds import BuildStore
+from store.connection import connect
 
 EXIT_CODES = {BuildState.succeeded: 0, BuildState.failed: 1}
 
@@ -92,18 +91,9 @@ def _request(settings: Settings, repo: Path | None, source: str | None, target: 
 
 
 def _clone_url(repo: Path, settings: Settings) -> str:
-    """A cluster clones the code itself: for the Kubernetes backend use the repository's `origin`."""
-    if settings.backend != "kubernetes":
-        return str(repo)
-    proc = subprocess.run(
-        ["git", "-C", str(repo), "remote", "get-url", "origin"], capture_output=True, text=True, check=False
-    )
-    if proc.returncode == 0 and proc.stdout.strip():
-        return proc.stdout.strip()
-    click.echo(
-        f"warning: {repo} has no `origin` remote; the cluster must be able to clone {repo} itself", err=True
-    )
-    return str(repo)
+    from workers.backends import backend_type
+
+    return backend_type(settings.backend).local_repo_url(repo)
 
 
 @cli.command()
@@ -135,7 +125,7 @@ def run(repo: Path | None, source: str | None, target: str | None, backend: str 
             worker = stack.enter_context(child_worker(env, log_path, settings.worker_concurrency))
             console.print(f"[dim]embedded Redis at {url}; worker log: {log_path}[/dim]")
         app = make_app(settings)
-        store = BuildStore(Redis.from_url(url))
+        store = BuildStore(connect(url))
         record = submit(app, store, settings, request)
 
         def check() -> None:
@@ -156,9 +146,19 @@ def run(repo: Path | None, source: str | None, target: str | None, backend: str 
                 final = watch()
             except KeyboardInterrupt:
                 console.print(f"aborted: removing what build {record.id} left on this machine")
-                make_backend(settings).teardown(record.name)
+                _abort(settings, store, record)
                 sys.exit(2)
     _finish(final, console, as_json)
+
+
+def _abort(settings: Settings, store: BuildStore, record: BuildRecord) -> None:
+    """Tear the build down from here, the worker having been told to stop caring (second Ctrl-C)."""
+    import shutil
+
+    from workers.backends import make_backend
+
+    make_backend(settings, store.redis).teardown(record.name)
+    shutil.rmtree(settings.checkouts_dir / record.name, ignore_errors=True)
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -221,7 +221,7 @@ def status(build_id: str, as_json: bool) -> None:
     """Show one build: its steps, result and where its logs are."""
     settings = load_settings()
     with redis_url(settings) as (url, _):
-        record = BuildStore(Redis.from_url(url)).get(build_id)
+        record = BuildStore(connect(url)).get(build_id)
     if record is None:
         raise click.ClickException(
             f"no build {build_id!r} in {'this Redis' if settings.redis_url else settings.state_dir}"
@@ -238,8 +238,10 @@ def status(build_id: str, as_json: bool) -> None:
 @click.option("--loglevel", default="INFO", show_default=True)
 def worker(concurrency: int | None, beat: bool, loglevel: str) -> None:
     """A Celery worker for the pipeline (needs PODCI_REDIS_URL)."""
+    from workers.app import make_worker_app
+
     settings = load_settings(worker_concurrency=concurrency)
-    app = make_app(settings)
+    app = make_worker_app(settings)
     argv = [
         "worker", "--queues", f"{QUEUE_STEPS},{QUEUE_NEW}", "--loglevel", loglevel,
         "--concurrency", str(settings.worker_concurrency), "--events", "--without-gossip", "--without-mingle",
@@ -253,9 +255,11 @@ def worker(concurrency: int | None, beat: bool, loglevel: str) -> None:
 @cli.command()
 @click.option("--loglevel", default="INFO", show_default=True)
 def beat(loglevel: str) -> None:
-    """The periodic reconciler alone (run exactly one per Redis)."""
+    """The periodic reconciler and garbage collector alone (run exactly one per Redis)."""
+    from workers.app import make_worker_app
+
     settings = load_settings()
-    app = make_app(settings)
+    app = make_worker_app(settings)
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     app.start(["beat", "--loglevel", loglevel, "--schedule", str(settings.state_dir / "celerybeat-schedule")])
 
@@ -290,7 +294,7 @@ def serve(host: str, port: int, log_level: str, workers: int) -> None:
     """The webhook receiver: POST /hooks/bitbucket and /hooks/jenkins (needs PODCI_REDIS_URL)."""
     import uvicorn
 
-    from events.app import create_app
+    from podci.server import create_app
 
     settings = load_settings()
     settings.require_redis_url()
@@ -299,7 +303,7 @@ def serve(host: str, port: int, log_level: str, workers: int) -> None:
             click.echo(f"warning: PODCI_{name.upper()} is not set: those webhooks are not verified", err=True)
     # One process serves the app built here. Several need an import path instead: each worker builds
     # its own app (and its own Redis and broker connections) from the environment checked above.
-    app = create_app(settings) if workers == 1 else "events.app:app_from_environment"
+    app = create_app(settings) if workers == 1 else "podci.server:app_from_environment"
     uvicorn.run(
         app, factory=workers > 1, workers=workers, host=host, port=port, log_level=log_level, access_log=False
     )
@@ -318,8 +322,8 @@ def serve(host: str, port: int, log_level: str, workers: int) -> None:
 )
 def event(body_file: Path, headers_file: Path | None, source: str) -> None:
     """What a webhook payload would do: the decision and the build request, as JSON. Nothing is queued."""
-    from events.app import options_from
     from events.decide import decide
+    from events.receiver import options_from
 
     headers = json.loads(headers_file.read_text()) if headers_file else {}
     try:
@@ -334,12 +338,11 @@ def event(body_file: Path, headers_file: Path | None, source: str) -> None:
 def gc(dry_run: bool) -> None:
     """Build objects on the cluster that nobody will tear down any more (finished builds, or older than
     PODCI_KUBE_GC_TTL_HOURS). Only objects labelled managed-by=podci are ever touched."""
-    from workers.backends.k8s_api import KubeApi
-    from workers.gc import collect
+    from workers.gc import collect_garbage
 
     settings = load_settings()
     with redis_url(settings) as (url, _):
-        gone = collect(KubeApi(settings), BuildStore(Redis.from_url(url)), settings, dry_run=dry_run)
+        gone = collect_garbage(settings, BuildStore(connect(url)), dry_run=dry_run)
     for item in gone:
         click.echo(f"{'would delete' if dry_run else 'deleted'} {item}")
     click.echo(

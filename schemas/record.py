@@ -6,8 +6,9 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
+from schemas.repo_config import PodSpec, RepoConfig
 from schemas.request import BuildRequest
 
 
@@ -28,6 +29,18 @@ class BuildState(StrEnum):
         return self not in (BuildState.queued, BuildState.running)
 
 
+class Step(StrEnum):
+    """The pipeline's steps, in the order they run (each is the Celery task `podci.<step>`)."""
+
+    checkout = "checkout"
+    create_service = "create_service"
+    create_volume = "create_volume"
+    create_pod = "create_pod"
+    wait_setup = "wait_setup"
+    run_tests = "run_tests"
+    teardown = "teardown"
+
+
 class StepState(StrEnum):
     pending = "pending"
     running = "running"
@@ -37,7 +50,7 @@ class StepState(StrEnum):
 
 
 class StepRecord(BaseModel):
-    name: str
+    name: Step
     state: StepState = StepState.pending
     started: datetime | None = None
     finished: datetime | None = None
@@ -93,8 +106,8 @@ class BuildRecord(BaseModel):
     merge_commit: str | None = None
     source_commit: str | None = None
     target_commit: str | None = None
-    config: dict[str, Any] | None = Field(default=None, description="the validated .podci.yml")
-    pod_spec: dict[str, Any] | None = Field(default=None, description="the validated pod template spec")
+    config: RepoConfig | None = Field(default=None, description="the validated .podci.yml")
+    pod_spec: PodSpec | None = Field(default=None, description="the validated pod template spec")
     tests: TestResult | None = None
     pods: list[PodAttempt] = []
     relaunch_on_demand: bool = False  # the last loss was a node's: relaunch off spot capacity
@@ -109,9 +122,22 @@ class BuildRecord(BaseModel):
     # Fencing: the pipeline's single live message carries this number; a message with an older one
     # is a duplicate (a redelivery or a re-kick) and is dropped. `step` names what runs next.
     seq: int = 0
-    step: str = ""
+    step: Step | None = None
 
-    def step_record(self, name: str) -> StepRecord:
+    @field_validator("steps", mode="before")
+    @classmethod
+    def _known_steps(cls, steps: Any) -> Any:
+        """Records written before a step was removed (`report`) still load; the gone step is dropped."""
+        if isinstance(steps, list):
+            return [s for s in steps if not isinstance(s, dict) or s.get("name") in Step.__members__]
+        return steps
+
+    @field_validator("step", mode="before")
+    @classmethod
+    def _no_step(cls, step: Any) -> Any:
+        return None if step in ("", "report") else step
+
+    def step_record(self, name: Step) -> StepRecord:
         return next(s for s in self.steps if s.name == name)
 
     @property

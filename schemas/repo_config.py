@@ -9,7 +9,15 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
@@ -75,9 +83,21 @@ class RepoConfig(_Strict):
 
 
 class _Loose(BaseModel):
-    """Kubernetes objects carry many fields podci passes through untouched."""
+    """Kubernetes objects carry many fields podci passes through untouched.
 
-    model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
+    Serialized as written: the template's own keys (camelCase), only the fields it set, so the spec
+    kept in the build record is what reaches the cluster, with no defaults of podci's added."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, validate_by_name=True, serialize_by_alias=True)
+
+    @model_serializer(mode="wrap")
+    def _as_written(self, handler: SerializerFunctionWrapHandler) -> Any:
+        data = handler(self)
+        if not isinstance(data, dict):
+            return data
+        written = self.model_fields_set | set(self.model_extra or {})
+        names = {(f.alias or name): name for name, f in type(self).model_fields.items()}
+        return {key: value for key, value in data.items() if names.get(key, key) in written}
 
 
 class EnvVar(_Loose):
@@ -138,6 +158,12 @@ class PodSpec(_Loose):
 
     def container(self, name: str) -> Container | None:
         return next((c for c in self.containers if c.name == name), None)
+
+    def as_written(self) -> dict[str, Any]:
+        """The spec as the template gave it (every field it set, none it did not), for the objects
+        sent to Kubernetes: fields podci does not model pass through untouched."""
+        written: dict[str, Any] = self.model_dump(mode="json")
+        return written
 
 
 def pod_spec_from_template(doc: Any) -> dict[str, Any]:

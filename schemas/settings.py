@@ -92,10 +92,6 @@ class Settings(BaseSettings):
         return self.state_dir / "checkouts"
 
     @property
-    def builds_dir(self) -> Path:
-        return self.state_dir / "builds"
-
-    @property
     def logs_dir(self) -> Path:
         return self.state_dir / "logs"
 

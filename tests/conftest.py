@@ -15,11 +15,11 @@ import pytest
 from celery import Celery
 from redis import Redis
 
+from dispatch.app import make_app
 from podci.embedded import embedded_redis
 from schemas.settings import Settings
+from store.builds import BuildStore
 from tests.helpers import Worker
-from workers.app import make_app
-from workers.store import BuildStore
 
 FAST = {
     "PODCI_RECHECK_MIN": "0.1",
@@ -29,16 +29,6 @@ FAST = {
     "PODCI_TEARDOWN_GRACE": "1",
     "PODCI_TRANSIENT_RETRIES": "2",
 }
-
-
-def pytest_sessionstart(session: pytest.Session) -> None:
-    from tests.helpers import FIXTURES
-
-    if not (FIXTURES / "bitbucket-cloud").is_dir():
-        raise pytest.UsageError(
-            f"the webhook payload corpus is not at {FIXTURES}: check out `shared/` beside this "
-            "repository, or set PODCI_FIXTURES to its fixtures folder"
-        )
 
 
 @pytest.fixture(scope="session")

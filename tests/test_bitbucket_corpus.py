@@ -1,4 +1,4 @@
-"""events/bitbucket*.py against the real payload corpus in ../shared/fixtures (see PROVENANCE.md there).
+"""events/bitbucket*.py against the third-party payload corpus in ../shared/fixtures (PROVENANCE.md there).
 
 One explicit row per fixture file. Every expected value was read off the payload by hand, never
 computed by the code under test, so a parser change that alters a decision shows up as a failing row.
@@ -20,14 +20,16 @@ from events.errors import PayloadError
 from events.options import ParseOptions
 from events.payload import NO_EVENT_KEY
 from schemas.event import Action, Decision
-from tests.helpers import FIXTURES
+from testkit.corpus import SHARED_FIXTURES
 
 BASE = "https://bitbucket.example.com"
 OPTIONS = ParseOptions(branch_builds=("*",), server_base_url=BASE)
 NO_BRANCH_BUILDS = ParseOptions(server_base_url=BASE)
 ADDON = "not a native Bitbucket webhook"
 
-pytestmark = pytest.mark.skipif(not FIXTURES.is_dir(), reason=f"no fixture corpus at {FIXTURES}")
+pytestmark = pytest.mark.skipif(
+    not SHARED_FIXTURES.is_dir(), reason=f"extra: no shared webhook corpus at {SHARED_FIXTURES}"
+)
 
 Rev = tuple[str, str, str]  # (clone_url, ref, commit)
 
@@ -294,7 +296,7 @@ ADDON_KEYS = {
 
 
 def load(file: str) -> Any:
-    return json.loads((FIXTURES / file).read_bytes())
+    return json.loads((SHARED_FIXTURES / file).read_bytes())
 
 
 def key_from_name(name: str, keys: dict[str, str]) -> str:
@@ -303,7 +305,7 @@ def key_from_name(name: str, keys: dict[str, str]) -> str:
 
 def headers_for(file: str) -> dict[str, str]:
     """The fixture's .headers.json (names lowercased, as the receiver passes them), else realistic ones."""
-    path = FIXTURES / file
+    path = SHARED_FIXTURES / file
     sidecar = path.with_name(path.name.removesuffix(".json") + ".headers.json")
     if sidecar.exists():
         return {name.lower(): value for name, value in json.loads(sidecar.read_bytes()).items()}
@@ -317,9 +319,9 @@ def headers_for(file: str) -> dict[str, str]:
 
 def corpus_files() -> set[str]:
     return {
-        str(path.relative_to(FIXTURES))
+        str(path.relative_to(SHARED_FIXTURES))
         for folder in ("bitbucket-cloud", "bitbucket-server")
-        for path in (FIXTURES / folder).rglob("*.json")
+        for path in (SHARED_FIXTURES / folder).rglob("*.json")
         if not path.name.endswith(".headers.json") and "build-status" not in path.parts
     }
 

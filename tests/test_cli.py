@@ -13,7 +13,8 @@ import httpx
 import pytest
 
 from podci.embedded import free_port
-from tests.helpers import Repo, processes_mentioning, wait_until
+from testkit.gitrepo import Repo
+from tests.helpers import processes_mentioning, wait_until
 
 
 def podci(*args: str, state: Path, extra_env: dict[str, str] | None = None,
@@ -42,7 +43,7 @@ def test_run_builds_the_example_and_exits_0(state: Path) -> None:
     assert processes_mentioning(str(state)) == []
     assert "build example-1 succeeded" in proc.stdout
     assert "tests passed; full log:" in proc.stdout
-    for step in ("checkout", "create_pod", "wait_setup", "run_tests", "teardown", "report"):
+    for step in ("checkout", "create_pod", "wait_setup", "run_tests", "teardown"):
         assert step in proc.stdout
 
 

@@ -30,11 +30,11 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from dispatch.app import QUEUE_NEW, QUEUE_STEPS
 from podci.cli import cli
 from podci.embedded import free_port, stop_process_group
 from schemas.settings import Settings
 from tests.helpers import wait_until
-from workers.app import QUEUE_NEW, QUEUE_STEPS
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -392,7 +392,7 @@ def test_only_the_api_is_reachable_from_outside(base: list[Obj]) -> None:
 
 
 def test_the_ingress_paths_are_routes_of_the_api(base: list[Obj], redis_url: str) -> None:
-    from events.app import create_app
+    from podci.server import create_app
 
     app = create_app(Settings(redis_url=redis_url))
     routes = set(app.openapi()["paths"])

@@ -1,8 +1,10 @@
-"""For every payload of the corpus, `podci event` and `POST /hooks/bitbucket` say the same thing.
+"""For every payload of the corpora, `podci event` and `POST /hooks/*` say the same thing.
 
-The receiver runs on a Redis database no worker reads (the corpus's clone URLs are not reachable
-from here): builds are recorded and queued, never run. `test_bitbucket_corpus` checks that the
-answers are right; this checks that the command and the HTTP endpoint give the same ones.
+Always over podci's own corpus (tests/fixtures); over the third-party one in ../shared/fixtures as an
+extra, when it is there. The receiver runs on a Redis database no worker reads (the corpus's clone URLs
+are not reachable from here): builds are recorded and queued, never run. `test_corpus` and
+`test_bitbucket_corpus` check that the answers are right; this checks that the command and the HTTP
+endpoint give the same ones.
 """
 
 from __future__ import annotations
@@ -16,15 +18,17 @@ import pytest
 from click.testing import CliRunner
 from redis import Redis
 
-from events.app import create_app
+from dispatch.app import make_app
 from podci.cli import cli
+from podci.server import create_app
 from schemas.event import Decision
 from schemas.record import BuildRecord
 from schemas.settings import Settings
-from tests.helpers import FIXTURES, Server
+from store import keys
+from testkit.corpus import SHARED_FIXTURES, Case, load
+from testkit.servers import Server
 from tests.test_bitbucket_corpus import BASE, ROWS, headers_for
 from tests.test_webhooks import other_db
-from workers.app import make_app
 
 
 @pytest.fixture(scope="module")
@@ -36,21 +40,45 @@ def receiver(settings: Settings) -> Iterator[tuple[str, Redis, Settings]]:
     redis.flushdb()
 
 
-def podci_event(file: str, headers: dict[str, str], tmp_path: Path, settings: Settings) -> tuple[int, str]:
+CASES = load()
+SHARED_ONLY = pytest.mark.skipif(
+    not SHARED_FIXTURES.is_dir(), reason=f"extra: no shared webhook corpus at {SHARED_FIXTURES}"
+)
+
+
+def podci_event(
+    body: Path, headers: dict[str, str], source: str, tmp_path: Path, settings: Settings
+) -> tuple[int, str]:
     header_file = tmp_path / "headers.json"
     header_file.write_text(json.dumps(headers))
     env = {"PODCI_BRANCH_BUILDS": settings.branch_builds, "PODCI_BITBUCKET_SERVER_URL": BASE}
-    result = CliRunner().invoke(cli, ["event", str(FIXTURES / file), "--headers", str(header_file)], env=env)
+    args = ["event", str(body), "--headers", str(header_file), "--source", source]
+    result = CliRunner().invoke(cli, args, env=env)
     return result.exit_code, result.output
 
 
+@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+def test_podci_event_and_the_endpoint_agree_on_the_own_corpus(
+    receiver: tuple[str, Redis, Settings], case: Case, tmp_path: Path
+) -> None:
+    agree(receiver, case.body_path, case.headers, case.source, tmp_path)
+
+
+@SHARED_ONLY
 @pytest.mark.parametrize("file", [row.file for row in ROWS])
-def test_podci_event_and_the_endpoint_agree(receiver, file: str, tmp_path: Path) -> None:
+def test_podci_event_and_the_endpoint_agree_on_the_shared_corpus(
+    receiver: tuple[str, Redis, Settings], file: str, tmp_path: Path
+) -> None:
+    agree(receiver, SHARED_FIXTURES / file, headers_for(file), "bitbucket", tmp_path)
+
+
+def agree(
+    receiver: tuple[str, Redis, Settings], body: Path, headers: dict[str, str], source: str, tmp_path: Path
+) -> None:
     url, redis, settings = receiver
     redis.flushdb()
-    headers = headers_for(file)
-    code, output = podci_event(file, headers, tmp_path, settings)
-    reply = httpx.post(url + "/hooks/bitbucket", content=(FIXTURES / file).read_bytes(), headers=headers)
+    code, output = podci_event(body, headers, source, tmp_path, settings)
+    reply = httpx.post(f"{url}/hooks/{source}", content=body.read_bytes(), headers=headers)
     if code != 0:  # refused: the same sentence from both, and nothing recorded
         assert reply.status_code == 400
         assert reply.json()["error"] in output
@@ -62,9 +90,9 @@ def test_podci_event_and_the_endpoint_agree(receiver, file: str, tmp_path: Path)
         assert reply.status_code == 200
         assert answer["action"] == decision.action.value
         assert answer["reason"].startswith(decision.reason)
-        assert not redis.keys("podci:build:*")
+        assert not redis.keys(keys.build("*"))
         return
     assert reply.status_code == 202, answer
-    raw = redis.get(f"podci:build:{answer['build_id']}")
+    raw = redis.get(keys.build(answer["build_id"]))
     assert raw is not None
     assert BuildRecord.model_validate_json(raw).request == decision.request

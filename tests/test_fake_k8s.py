@@ -18,9 +18,9 @@ from kubernetes import client, watch
 from kubernetes.client import ApiException
 from kubernetes.stream import stream
 
-from tests.fake_k8s import FakeCluster, SimSettings, core_v1, serve
+from testkit.fake_k8s import FakeCluster, SimSettings, core_v1, serve
 from tests.helpers import wait_until
-from workers.backends.k8s_names import (
+from workers.backends.kubernetes.names import (
     AGENT_CONTAINER,
     AGENT_SCRIPT,
     BUILD_LABEL,
@@ -124,7 +124,7 @@ def container_status(p: client.V1Pod, name: str) -> client.V1ContainerStatus:
     return next(s for s in statuses if s.name == name)
 
 
-def wait_pod(v1: Any, name: str, check: Any, timeout: float = 10) -> client.V1Pod:
+def wait_pod(v1: Any, name: str, check: Any, timeout: float = 60) -> client.V1Pod:
     return wait_until(lambda: (p := v1.read_namespaced_pod(name, NS)) and check(p) and p, timeout=timeout)
 
 
@@ -358,7 +358,10 @@ def test_invalid_objects_are_refused_with_422(v1: Any, cluster: FakeCluster) -> 
 
 
 def test_patch_merges_labels_and_annotations(v1: Any) -> None:
-    created = v1.create_namespaced_pod(NS, pod("b-4"))
+    v1.create_namespaced_pod(NS, pod("b-4"))
+    # Once ready (and no tests started) the simulated pod changes no more, so the resourceVersions
+    # below move only with this test's own writes.
+    created = wait_pod(v1, "b-4", is_ready)
     patched = v1.patch_namespaced_pod(
         "b-4", NS, {"metadata": {"labels": {"extra": "1"}, "annotations": {"a": "b"}}}
     )
@@ -490,10 +493,11 @@ def test_a_live_watch_is_woken_by_changes_from_another_thread(v1: Any) -> None:
     w = watch.Watch()
     started = time.monotonic()
     names = []
-    for event in w.stream(v1.list_namespaced_service, NS, resource_version=rv, timeout_seconds=5):
+    # A watch nobody wakes would only answer when the server ends it, after `timeout_seconds`.
+    for event in w.stream(v1.list_namespaced_service, NS, resource_version=rv, timeout_seconds=120):
         names.append(event["object"].metadata.name)
         w.stop()
-    assert names == ["late"] and time.monotonic() - started < 3
+    assert names == ["late"] and time.monotonic() - started < 120
 
 
 def test_deleting_a_pod_goes_through_terminating(v1: Any) -> None:
@@ -618,7 +622,7 @@ def test_unschedulable_pods_stay_pending_until_lifted(v1: Any, cluster: FakeClus
         scheduled.status == "False" and scheduled.message == "0/3 nodes are available: 3 Insufficient memory."
     )
     assert stuck.status.phase == "Pending" and stuck.spec.node_name is None
-    time.sleep(0.3)
+    cluster.settle(0.3)
     assert v1.read_namespaced_pod("b-13", NS).spec.node_name is None
     events = v1.list_namespaced_event(NS, field_selector="involvedObject.name=b-13").items
     assert [e.reason for e in events] == ["FailedScheduling"]
@@ -697,7 +701,7 @@ def test_pod_failures_that_leave_the_pod(
     target = condition(failed, "DisruptionTarget")
     assert (target.status, target.reason) == ("True", disruption)
     assert condition(failed, "Ready").status == "False"
-    time.sleep(0.3)
+    cluster.settle(0.3)
     assert v1.read_namespaced_pod("b-16", NS).status.phase == "Failed"  # and there it stays
 
 
@@ -810,7 +814,7 @@ def test_volume_markers_model_the_real_start_script_on_a_reused_volume(v1: Any, 
     wait_pod(v1, "b-25-a2", is_ready)
     assert run(v1, "b-25-a2", "test", "-f", f"{WS}/.podci/tests.started")[0] == 0
     assert start_tests(v1, "b-25-a2", "pytest") == 0
-    time.sleep(0.4)
+    cluster.settle(0.4)
     assert not agent_done(v1.read_namespaced_pod("b-25-a2", NS))  # nothing was started
     assert run(v1, "b-25-a2", "rm", "-f", f"{WS}/.podci/tests.started")[0] == 0
     assert start_tests(v1, "b-25-a2", "pytest") == 0

@@ -11,14 +11,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-from events.app import create_app
+from dispatch.submit import submit
 from podci.embedded import free_port, stop_process_group
+from podci.server import create_app
 from schemas.record import BuildState
 from schemas.settings import Settings
-from tests.helpers import Repo, Server, wait_for, wait_until
+from store.builds import BuildStore
+from testkit.gitrepo import Repo
+from testkit.servers import Server
+from tests.helpers import wait_for, wait_until
 from tests.test_builds import request
-from workers.store import BuildStore
-from workers.submit import submit
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -60,7 +62,7 @@ def test_flower_lists_the_tasks_of_a_finished_build_and_the_worker(
         tasks = httpx.get(flower + "/api/tasks", params={"limit": 2000}, timeout=10).json()
         return {t["name"] for t in tasks.values() if record.id in (t.get("args") or "")}
 
-    names = wait_until(lambda: {"podci.checkout", "podci.report"} <= tasks_of_build() and tasks_of_build())
+    names = wait_until(lambda: {"podci.checkout", "podci.teardown"} <= tasks_of_build() and tasks_of_build())
     assert {f"podci.{s}" for s in ("create_service", "create_pod", "run_tests", "teardown")} <= names
     workers = wait_until(lambda: httpx.get(flower + "/api/workers", params={"refresh": 1}, timeout=10).json())
     assert any(name.startswith("celery@") for name in workers)

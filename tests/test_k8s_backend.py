@@ -10,6 +10,7 @@ import sys
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,18 +19,19 @@ import yaml
 from celery import Celery
 from redis import Redis
 
+from dispatch.app import make_app
+from dispatch.submit import submit
 from schemas.record import BuildRecord, BuildState, StepState
 from schemas.request import BuildRequest, Revision
 from schemas.settings import Settings
+from store.builds import BuildStore
+from testkit.fake_k8s import FakeCluster, core_v1, serve
+from testkit.gitrepo import Repo
 from tests.conftest import FAST
-from tests.fake_k8s import FakeCluster, core_v1, serve
-from tests.helpers import Repo, Worker, wait_for, wait_until
+from tests.helpers import Worker, wait_for, wait_until
 from tests.test_k8s_objects import context
 from tests.test_webhooks import other_db
-from workers.app import make_app
-from workers.backends.k8s_names import BUILD_LABEL, MANAGED_BY
-from workers.store import BuildStore
-from workers.submit import submit
+from workers.backends.kubernetes.names import BUILD_LABEL, MANAGED_BY
 
 NAMESPACE = "podci-builds"
 KINDS = ("pods", "services", "persistentvolumeclaims")
@@ -277,9 +279,9 @@ class _Died(BaseException):
 def test_a_worker_dying_mid_exec_does_not_keep_the_tests_from_starting(
     kube: Kube, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from workers.backends import kubernetes as backend_module
-    from workers.backends.k8s_api import KubeApi
-    from workers.backends.k8s_watch import PodCache
+    from workers.backends.kubernetes import backend as backend_module
+    from workers.backends.kubernetes.api import KubeApi
+    from workers.backends.kubernetes.watch import PodCache
 
     monkeypatch.setattr(backend_module, "_CLAIM_SECONDS", 1)
     settings = kube.settings.model_copy(update={"kube_namespace": NAMESPACE})
@@ -314,8 +316,8 @@ def test_a_worker_dying_mid_exec_does_not_keep_the_tests_from_starting(
 
 
 def test_gc_removes_leaked_objects_and_leaves_unlabelled_ones(kube: Kube) -> None:
-    from workers.backends.k8s_api import KubeApi
-    from workers.gc import collect
+    from workers.backends.kubernetes.api import KubeApi
+    from workers.backends.kubernetes.gc import collect
 
     v1 = core_v1(kube.url)
     leaked = {"podci.io/build": "gone-7", MANAGED_BY: "podci"}
@@ -327,9 +329,10 @@ def test_gc_removes_leaked_objects_and_leaves_unlabelled_ones(kube: Kube) -> Non
                                              "spec": {"ports": [{"port": 80}]}})  # fmt: skip
     api = KubeApi(kube.settings.model_copy(update={"kube_namespace": NAMESPACE}), _client(kube.url))
     old = kube.settings.model_copy(update={"kube_gc_ttl_hours": 1e-6})
-    assert "services/gone-7" in collect(api, kube.store, old, dry_run=True)
+    now = datetime.now(UTC)
+    assert "services/gone-7" in collect(api, kube.store, old, dry_run=True, now=now)
     assert kube.cluster.get("services", "gone-7", NAMESPACE) is not None  # a dry run deletes nothing
-    collect(api, kube.store, old, dry_run=False)
+    collect(api, kube.store, old, dry_run=False, now=now)
     assert kube.cluster.get("services", "gone-7", NAMESPACE) is None
     assert kube.cluster.get("services", "someone-elses", NAMESPACE) is not None
 

@@ -10,13 +10,14 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
-from schemas.repo_config import RepoConfig, SetupSpec, VolumeSpec
+from schemas.names import dns_label
+from schemas.repo_config import PodSpec, RepoConfig, SetupSpec, VolumeSpec
 from schemas.repo_config import TestSpec as _TestSpec  # not `Test*`: pytest would try to collect it
 from schemas.request import Revision
 from schemas.settings import Settings
-from tests.helpers import EXAMPLE
+from testkit.gitrepo import EXAMPLE
 from workers.backends.base import BuildContext
-from workers.backends.k8s_names import (
+from workers.backends.kubernetes.names import (
     AGENT_CONTAINER,
     AGENT_SCRIPT,
     ATTEMPT_LABEL,
@@ -27,7 +28,7 @@ from workers.backends.k8s_names import (
     MANAGED_BY,
     WORKSPACE_VOLUME,
 )
-from workers.backends.k8s_objects import (
+from workers.backends.kubernetes.objects import (
     AGENT_RESOURCES,
     api_version_of,
     labels,
@@ -36,10 +37,9 @@ from workers.backends.k8s_objects import (
     make_pvc,
     make_service,
 )
-from workers.backends.k8s_policy import check_policy, policy_problems
-from workers.backends.local_env import expand
+from workers.backends.kubernetes.policy import check_policy, policy_problems
+from workers.backends.local.env import expand
 from workers.errors import PermanentError
-from workers.names import dns_label
 from workers.repo_config import load
 
 K8S = "1.30.0"
@@ -103,7 +103,7 @@ def context(
         checkout_dir=Path("/nonexistent/checkout"),
         log_dir=Path("/nonexistent/logs"),
         config=config,
-        pod_spec=TEMPLATE if pod_spec is None else pod_spec,
+        pod=PodSpec.model_validate(TEMPLATE if pod_spec is None else pod_spec),
         source=source
         or Revision(clone_url="https://bitbucket.org/team/web.git", ref="feature/login", commit=SRC),
         target=target,

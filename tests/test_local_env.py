@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from schemas.repo_config import Container
-from workers.backends.local_env import container_env, expand, port_env, resolve_probe_port
+from workers.backends.local.env import container_env, expand, resolve_probe_port
+from workers.backends.ports import port_env
 
 ENV = {"A": "1", "PORT": "8080", "HOME": "/home/ci", "B": "$(A)"}
 

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from workers.names import MAX_LABEL, attempt_name, build_name, dns_label, env_suffix
+from schemas.names import MAX_LABEL, attempt_name, build_name, dns_label, env_suffix
 
 LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 HASHED = re.compile(r"-[0-9a-f]{8}$")
@@ -69,7 +69,7 @@ def test_different_inputs_get_different_names(one: str, other: str) -> None:
 
 
 def test_names_are_stable_across_processes() -> None:
-    code = "from workers.names import build_name as b; print(b('Team/App', 3), b('q' * 90, 3))"
+    code = "from schemas.names import build_name as b; print(b('Team/App', 3), b('q' * 90, 3))"
 
     def run(seed: str) -> tuple[str, ...]:
         env = {**os.environ, "PYTHONHASHSEED": seed}

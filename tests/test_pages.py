@@ -17,16 +17,17 @@ import pytest
 from fastapi import FastAPI
 from redis import Redis
 
-from events.pages import make_router
 from schemas.record import BuildRecord, BuildState, PodAttempt, utcnow
 from schemas.record import TestCaseFailure as CaseFailure  # aliased: pytest would collect `Test*`
 from schemas.record import TestResult as Outcome
+from schemas.repo_config import RepoConfig
 from schemas.request import BuildRequest, Revision
 from schemas.settings import Settings
-from tests.helpers import Server
+from store.builds import BuildStore
+from testkit.servers import Server
 from tests.test_webhooks import other_db
-from workers.pipeline import STEPS, Done, Stop, apply, start
-from workers.store import BuildStore
+from web.pages import make_router
+from workers.pipeline import STEPS, Done, RanTests, Stop, apply, start
 
 FAILED_TEST = "tests.test_login.LoginTest.test_wrong_password"
 FAILED_MESSAGE = "AssertionError: expected <status>401</status> & got 200"
@@ -75,7 +76,7 @@ def run_steps(record: BuildRecord, until: str, test_exit: int, t0: datetime, log
                 ),
                 PodAttempt(attempt=2, pod=f"{record.name}-2", started=clock),
             ]
-            record.config = {"test": {"container": "app", "command": "pytest"}}
+            record.config = RepoConfig.model_validate({"test": {"container": "app", "command": "pytest"}})
         if step == "run_tests" and test_exit:
             result = Outcome(
                 exit_code=test_exit,
@@ -86,7 +87,7 @@ def run_steps(record: BuildRecord, until: str, test_exit: int, t0: datetime, log
                 skipped=0,
                 failures=[CaseFailure(name=FAILED_TEST, message=FAILED_MESSAGE)],
             )
-            apply(record, step, Stop(BuildState.failed, REASON, fields={"tests": result}), clock)
+            apply(record, step, Stop(BuildState.failed, REASON, RanTests(result)), clock)
         else:
             apply(record, step, Done(f"{step} done"), clock)
         if step == until:
@@ -123,9 +124,9 @@ def build_site(store: BuildStore, log_dir: Path) -> dict[str, BuildRecord]:
     (log_dir / "secret.txt").write_text("not a log of the build\n")
     logs = {name: str(log_dir / f"{name}.log") for name in ("tests", "app", "redis", "gone")}
     return {
-        "failed": add_build(store, request_for("team/webapp", 12, "feature/login"), "report", 1, logs),
+        "failed": add_build(store, request_for("team/webapp", 12, "feature/login"), "teardown", 1, logs),
         "kept": add_build(store, request_for("team/webapp", 13, "bugfix/session"), "run_tests", 1, logs),
-        "passed": add_build(store, request_for("team/other", 4, "topic", job="other-pr"), "report"),
+        "passed": add_build(store, request_for("team/other", 4, "topic", job="other-pr"), "teardown"),
         "queued": add_build(store, request_for("team/webapp", 14, "feature/queue"), None),
     }
 

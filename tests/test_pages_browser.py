@@ -15,14 +15,15 @@ import pytest
 from fastapi import FastAPI
 from redis import Redis
 
-from events.pages import make_router
 from schemas.record import BuildRecord
 from schemas.record import TestCaseFailure as CaseFailure  # aliased: pytest would collect `Test*`
 from schemas.settings import Settings
-from tests.helpers import ROOT, Server
+from store.builds import BuildStore
+from testkit.servers import Server
+from tests.helpers import ROOT
 from tests.test_pages import FAILED_TEST, add_build, build_site, request_for
 from tests.test_webhooks import other_db
-from workers.store import BuildStore
+from web.pages import make_router
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [
@@ -61,9 +62,8 @@ def site(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     log_dir = tmp_path_factory.mktemp("browser") / "logs"
     records = build_site(store, log_dir)
     logs = records["failed"].logs
-    wide = add_build(
-        store, request_for("team/webapp", 99, "feature/" + "very-long-branch-" * 8 + "end"), "report", 1, logs
-    )
+    branch = "feature/" + "very-long-branch-" * 8 + "end"
+    wide = add_build(store, request_for("team/webapp", 99, branch), "teardown", 1, logs)
     failed = store.update(wide.id, lengthen)
     assert failed is not None
     api = FastAPI()

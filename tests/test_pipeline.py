@@ -6,12 +6,19 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from schemas.record import BuildRecord, BuildState, StepRecord, StepState
+from schemas.record import BuildRecord, BuildState, PodAttempt, Step, StepRecord, StepState
+from schemas.record import TestResult as Result  # aliased: pytest would try to collect `Test*`
+from schemas.repo_config import PodSpec, RepoConfig
 from schemas.request import BuildRequest, Revision
 from workers.pipeline import (
     STEPS,
+    CheckedOut,
     Done,
+    PodLaunched,
+    RanTests,
+    ServiceCreated,
     Stop,
+    TornDown,
     Wait,
     apply,
     cancel_outcome,
@@ -26,7 +33,7 @@ NOW = T0 + timedelta(minutes=3)
 SEQ = 7
 
 
-def record(step: str, state: BuildState = BuildState.running, reason: str = "") -> BuildRecord:
+def record(step: Step, state: BuildState = BuildState.running, reason: str = "") -> BuildRecord:
     """A build that has finished every step before `step` and is running `step`."""
     req = BuildRequest(job="web", repo="team/web", source=Revision(clone_url="/srv/web", ref="main"))
     rec = BuildRecord(
@@ -45,17 +52,21 @@ def states(rec: BuildRecord) -> dict[str, StepState]:
 
 @pytest.mark.parametrize(
     ("step", "expected"),
-    [("checkout", "create_service"), ("create_service", "create_volume"), ("create_volume", "create_pod"),
-     ("create_pod", "wait_setup"), ("wait_setup", "run_tests"), ("run_tests", "teardown"),
-     ("teardown", "report"), ("report", None)],
+    [(Step.checkout, Step.create_service), (Step.create_service, Step.create_volume),
+     (Step.create_volume, Step.create_pod), (Step.create_pod, Step.wait_setup),
+     (Step.wait_setup, Step.run_tests), (Step.run_tests, Step.teardown), (Step.teardown, None)],
 )  # fmt: skip
-def test_next_step(step: str, expected: str | None) -> None:
+def test_next_step(step: Step, expected: Step | None) -> None:
     assert next_step(step) == expected
 
 
 @pytest.mark.parametrize(
     ("step", "following"),
-    [("checkout", "create_service"), ("create_pod", "wait_setup"), ("wait_setup", "run_tests")],
+    [
+        (Step.checkout, Step.create_service),
+        (Step.create_pod, Step.wait_setup),
+        (Step.wait_setup, Step.run_tests),
+    ],
 )
 def test_done_advances_to_the_next_step(step: str, following: str) -> None:
     rec = record(step)
@@ -67,15 +78,29 @@ def test_done_advances_to_the_next_step(step: str, following: str) -> None:
     assert rec.finished is None
 
 
-def test_done_sets_fields_and_keeps_an_earlier_detail_when_given_none() -> None:
-    rec = record("checkout")
-    rec.step_record("checkout").detail = "fetched"
-    apply(rec, "checkout", Done(fields={"merge_commit": "abc1234"}), NOW)
-    assert rec.merge_commit == "abc1234"
-    assert rec.step_record("checkout").detail == "fetched"
+def test_done_applies_its_result_and_keeps_an_earlier_detail_when_given_none() -> None:
+    rec = record(Step.create_service)
+    rec.step_record(Step.create_service).detail = "creating"
+    apply(rec, Step.create_service, Done(result=ServiceCreated("web-1")), NOW)
+    assert rec.service == "web-1"
+    assert rec.step_record(Step.create_service).detail == "creating"
 
 
-@pytest.mark.parametrize(("step", "detail"), [("wait_setup", "waiting for .ready"), ("run_tests", "")])
+def test_each_result_fills_its_own_fields() -> None:
+    rec = record(Step.checkout)
+    config = RepoConfig.model_validate({"test": {"container": "app", "command": "true"}})
+    pod = PodSpec.model_validate({"containers": [{"name": "app", "image": "alpine", "command": ["true"]}]})
+    CheckedOut("m" * 40, "s" * 40, None, config, pod).apply_to(rec)
+    assert (rec.merge_commit, rec.source_commit, rec.target_commit) == ("m" * 40, "s" * 40, None)
+    assert (rec.config, rec.pod_spec) == (config, pod)
+    pods = (PodAttempt(attempt=1, pod="web-1", ended="evicted"), PodAttempt(attempt=2, pod="web-1-a2"))
+    PodLaunched(pods).apply_to(rec)
+    assert (rec.attempts, [p.pod for p in rec.pods]) == (2, ["web-1", "web-1-a2"])
+    TornDown({"tests": "/logs/tests.log"}, NOW).apply_to(rec)
+    assert (rec.logs, rec.pod_kept_until) == ({"tests": "/logs/tests.log"}, NOW)
+
+
+@pytest.mark.parametrize(("step", "detail"), [(Step.wait_setup, "waiting for .ready"), (Step.run_tests, "")])
 def test_wait_keeps_the_step_and_counts_the_check(step: str, detail: str) -> None:
     rec = record(step)
     apply(rec, step, Wait(detail), NOW)
@@ -88,16 +113,22 @@ def test_wait_keeps_the_step_and_counts_the_check(step: str, detail: str) -> Non
 
 @pytest.mark.parametrize(
     ("step", "skipped"),
-    [("checkout", STEPS[1:6]), ("create_pod", ("wait_setup", "run_tests")), ("run_tests", ())],
+    [(Step.checkout, STEPS[1:6]), (Step.create_pod, (Step.wait_setup, Step.run_tests)), (Step.run_tests, ())],
 )
 def test_stop_before_teardown_skips_to_teardown(step: str, skipped: tuple[str, ...]) -> None:
     rec = record(step)
-    apply(rec, step, Stop(BuildState.failed, "pod failed", {"attempts": 2}), NOW)
-    assert (rec.state, rec.reason, rec.step, rec.attempts) == (BuildState.failed, "pod failed", "teardown", 2)
+    apply(
+        rec,
+        step,
+        Stop(BuildState.failed, "pod failed", RanTests(Result(exit_code=3, log_path="t"))),
+        NOW,
+    )
+    assert (rec.state, rec.reason, rec.step) == (BuildState.failed, "pod failed", Step.teardown)
+    assert rec.tests is not None and rec.tests.exit_code == 3
     entry = rec.step_record(step)
     assert (entry.state, entry.detail, entry.finished) == (StepState.failed, "pod failed", NOW)
     assert [n for n, s in states(rec).items() if s is StepState.skipped] == list(skipped)
-    assert states(rec)["teardown"] is states(rec)["report"] is StepState.pending
+    assert states(rec)[Step.teardown] is StepState.pending
 
 
 @pytest.mark.parametrize(
@@ -109,26 +140,23 @@ def test_stop_before_teardown_skips_to_teardown(step: str, skipped: tuple[str, .
 def test_stop_during_teardown_keeps_the_verdict(
     state: BuildState, reason: str, stop_reason: str, expected_reason: str
 ) -> None:
-    rec = record("teardown", state, reason)
-    apply(rec, "teardown", Stop(BuildState.error, stop_reason), NOW)
-    assert (rec.state, rec.reason, rec.step) == (state, expected_reason, "report")
-    assert rec.step_record("teardown").state is StepState.failed
-    assert rec.finished is None
+    rec = record(Step.teardown, state, reason)
+    apply(rec, Step.teardown, Stop(BuildState.error, stop_reason), NOW)
+    assert (rec.state, rec.reason, rec.step) == (state, expected_reason, None)
+    assert rec.step_record(Step.teardown).state is StepState.failed
+    assert rec.finished == NOW
 
 
 def test_stop_before_a_step_began_marks_it_skipped_not_failed() -> None:
-    rec = record("checkout", BuildState.queued)
-    rec.step_record("checkout").state = StepState.pending  # still waiting for admission
-    apply(rec, "checkout", Stop(BuildState.stopped, "superseded by build web-2"), NOW)
-    assert (rec.state, rec.reason, rec.step) == (BuildState.stopped, "superseded by build web-2", "teardown")
-    assert rec.step_record("checkout").state is StepState.skipped
-
-
-def test_stop_during_report_completes_the_build() -> None:
-    rec = record("report", BuildState.failed, "tests failed")
-    apply(rec, "report", Stop(BuildState.error, "status not posted"), NOW)
-    assert (rec.state, rec.finished, rec.step) == (BuildState.failed, NOW, "")
-    assert rec.reason == "tests failed; status not posted"
+    rec = record(Step.checkout, BuildState.queued)
+    rec.step_record(Step.checkout).state = StepState.pending  # still waiting for admission
+    apply(rec, Step.checkout, Stop(BuildState.stopped, "superseded by build web-2"), NOW)
+    assert (rec.state, rec.reason, rec.step) == (
+        BuildState.stopped,
+        "superseded by build web-2",
+        Step.teardown,
+    )
+    assert rec.step_record(Step.checkout).state is StepState.skipped
 
 
 @pytest.mark.parametrize(
@@ -139,9 +167,9 @@ def test_stop_during_report_completes_the_build() -> None:
 def test_done_on_run_tests_sets_succeeded_only_without_a_verdict(
     state: BuildState, expected: BuildState
 ) -> None:
-    rec = record("run_tests", state)
-    apply(rec, "run_tests", Done(), NOW)
-    assert (rec.state, rec.step) == (expected, "teardown")
+    rec = record(Step.run_tests, state)
+    apply(rec, Step.run_tests, Done(), NOW)
+    assert (rec.state, rec.step) == (expected, Step.teardown)
 
 
 @pytest.mark.parametrize(
@@ -151,39 +179,39 @@ def test_done_on_run_tests_sets_succeeded_only_without_a_verdict(
      (BuildState.running, "", BuildState.error, "the pipeline ended without a verdict"),
      (BuildState.queued, "odd", BuildState.error, "odd")],
 )  # fmt: skip
-def test_done_on_report_finishes_the_build(
+def test_done_on_teardown_finishes_the_build(
     state: BuildState, reason: str, expected_state: BuildState, expected_reason: str
 ) -> None:
-    rec = record("report", state, reason)
-    apply(rec, "report", Done(), NOW)
-    assert (rec.finished, rec.step, rec.state, rec.reason) == (NOW, "", expected_state, expected_reason)
+    rec = record(Step.teardown, state, reason)
+    apply(rec, Step.teardown, Done(), NOW)
+    assert (rec.finished, rec.step, rec.state, rec.reason) == (NOW, None, expected_state, expected_reason)
     assert rec.complete
 
 
 @pytest.mark.parametrize("outcome", [Done(), Wait(), Stop(BuildState.failed, "x")])
-@pytest.mark.parametrize("step", ["checkout", "run_tests", "teardown", "report"])
-def test_every_apply_bumps_seq_by_one(step: str, outcome: Done | Wait | Stop) -> None:
-    rec = record(step, BuildState.failed if step in ("teardown", "report") else BuildState.running)
+@pytest.mark.parametrize("step", [Step.checkout, Step.run_tests, Step.teardown])
+def test_every_apply_bumps_seq_by_one(step: Step, outcome: Done | Wait | Stop) -> None:
+    rec = record(step, BuildState.failed if step is Step.teardown else BuildState.running)
     apply(rec, step, outcome, NOW)
     assert rec.seq == SEQ + 1
 
 
 def test_start_marks_step_and_build_running_once() -> None:
-    rec = record("checkout", BuildState.queued)
-    rec.step_record("checkout").state = StepState.pending
-    start(rec, "checkout", T0)
-    start(rec, "checkout", NOW)  # a redelivered message must not move the start times
-    entry = rec.step_record("checkout")
+    rec = record(Step.checkout, BuildState.queued)
+    rec.step_record(Step.checkout).state = StepState.pending
+    start(rec, Step.checkout, T0)
+    start(rec, Step.checkout, NOW)  # a redelivered message must not move the start times
+    entry = rec.step_record(Step.checkout)
     assert (entry.state, entry.started) == (StepState.running, T0)
     assert (rec.state, rec.started) == (BuildState.running, T0)
 
 
 @pytest.mark.parametrize("state", [BuildState.running, BuildState.failed])
 def test_start_leaves_a_started_build_alone(state: BuildState) -> None:
-    rec = record("teardown", state)
-    rec.step_record("teardown").state = StepState.pending
-    start(rec, "teardown", NOW)
-    assert (rec.state, rec.started, rec.step_record("teardown").started) == (state, None, NOW)
+    rec = record(Step.teardown, state)
+    rec.step_record(Step.teardown).state = StepState.pending
+    start(rec, Step.teardown, NOW)
+    assert (rec.state, rec.started, rec.step_record(Step.teardown).started) == (state, None, NOW)
 
 
 @pytest.mark.parametrize(
@@ -214,9 +242,9 @@ def test_the_retries_of_a_step_cannot_all_land_in_one_burst_of_api_errors() -> N
 
 @pytest.mark.parametrize(
     ("step", "cancel", "stops"),
-    [("checkout", True, True), ("wait_setup", True, True), ("run_tests", True, True),
-     ("teardown", True, False), ("report", True, False),
-     ("checkout", False, False), ("run_tests", False, False)],
+    [(Step.checkout, True, True), (Step.wait_setup, True, True), (Step.run_tests, True, True),
+     (Step.teardown, True, False),
+     (Step.checkout, False, False), (Step.run_tests, False, False)],
 )  # fmt: skip
 def test_cancel_outcome(step: str, cancel: bool, stops: bool) -> None:
     rec = record(step)

@@ -9,8 +9,8 @@ import pytest
 
 from schemas.repo_config import RepoConfig, SetupSpec
 from schemas.repo_config import TestSpec as _TestSpec  # not `Test*`: pytest would try to collect it
-from workers.backends.k8s_names import AGENT_CONTAINER, CHECKOUT_CONTAINER
-from workers.backends.pod_state import (
+from workers.backends.kubernetes.names import AGENT_CONTAINER, CHECKOUT_CONTAINER
+from workers.backends.kubernetes.pod_state import (
     PodState,
     classify,
     exit_code_from_agent_log,
@@ -350,7 +350,7 @@ CASES: list[tuple[str, Json | None, RepoConfig, PodState]] = [
             ],
         ),
         FILE,
-        PodState("unscheduled", f"FailedScheduling: {UNSCHEDULABLE}", waited=599.0),
+        PodState("unscheduled", f"FailedScheduling: {UNSCHEDULABLE}"),
     ),
     (
         "scheduling-gated",
@@ -367,11 +367,7 @@ CASES: list[tuple[str, Json | None, RepoConfig, PodState]] = [
             ],
         ),
         FILE,
-        PodState(
-            "unscheduled",
-            "SchedulingGated: Scheduling is blocked due to non-empty scheduling gates",
-            waited=600.0,
-        ),
+        PodState("unscheduled", "SchedulingGated: Scheduling is blocked due to non-empty scheduling gates"),
     ),
     # --- image pulls ------------------------------------------------------------------------------------
     (
@@ -386,7 +382,6 @@ CASES: list[tuple[str, Json | None, RepoConfig, PodState]] = [
         PodState(
             "pulling_failed",
             f"cannot pull image `postgres:16` for container `db`: ErrImagePull: {PULL_MESSAGE}",
-            waited=540.0,
         ),
     ),
     (
@@ -403,7 +398,6 @@ CASES: list[tuple[str, Json | None, RepoConfig, PodState]] = [
             "pulling_failed",
             "cannot pull image `alpine/git:2.45.2` for container `podci-checkout`: ImagePullBackOff: "
             'Back-off pulling image "alpine/git:2.45.2"',
-            waited=540.0,
         ),
     ),
     (
@@ -424,7 +418,6 @@ CASES: list[tuple[str, Json | None, RepoConfig, PodState]] = [
             "pulling_failed",
             "cannot pull image `python:3.12-slim` for container `tests`: InvalidImageName: "
             'Failed to apply default image tag "Python:3": couldn\'t parse image name',
-            waited=540.0,
         ),
     ),
     # --- tests done -------------------------------------------------------------------------------------
@@ -558,7 +551,7 @@ CASES: list[tuple[str, Json | None, RepoConfig, PodState]] = [
         "file-setup-waiting",
         pod(init=CHECKED_OUT, containers=main()),
         FILE,
-        PodState("starting", "waiting for `.podci/ready` in the workspace", waited=540.0),
+        PodState("starting", "waiting for `.podci/ready` in the workspace"),
     ),
     (
         "ready-setup-all-ready",  # the agent has no probe: ready as soon as it runs
@@ -570,20 +563,20 @@ CASES: list[tuple[str, Json | None, RepoConfig, PodState]] = [
         "ready-setup-one-not-ready",
         pod(init=CHECKED_OUT, containers=main(db=running("db", ready=False))),
         READY,
-        PodState("starting", "container `db` is not ready yet", waited=540.0),
+        PodState("starting", "container `db` is not ready yet"),
     ),
     (
         "ready-setup-one-exited-cleanly",
         pod(init=CHECKED_OUT, containers=main(db=terminated("db", 0))),
         READY,
-        PodState("starting", "container `db` has exited and will never be ready", waited=540.0),
+        PodState("starting", "container `db` has exited and will never be ready"),
     ),
     # --- starting ---------------------------------------------------------------------------------------
     (
         "just-created",
         pod("Pending", start=False, conditions=[]),
         FILE,
-        PodState("starting", "waiting for the pod to start", waited=600.0),
+        PodState("starting", "waiting for the pod to start"),
     ),
     (
         "checkout-running",
@@ -593,13 +586,13 @@ CASES: list[tuple[str, Json | None, RepoConfig, PodState]] = [
             containers=[waiting("tests"), waiting("db"), waiting(AGENT_CONTAINER)],
         ),
         FILE,
-        PodState("starting", "init container `podci-checkout` is running", waited=540.0),
+        PodState("starting", "init container `podci-checkout` is running"),
     ),
     (
         "creating",
         pod("Pending", init=CHECKED_OUT, containers=main(db=waiting("db", "ContainerCreating"))),
         READY,
-        PodState("starting", "container `db` is waiting: ContainerCreating", waited=540.0),
+        PodState("starting", "container `db` is waiting: ContainerCreating"),
     ),
     (
         "config-error",
@@ -612,7 +605,6 @@ CASES: list[tuple[str, Json | None, RepoConfig, PodState]] = [
         PodState(
             "starting",
             'container `db` is waiting: CreateContainerConfigError: secret "db-password" not found',
-            waited=540.0,
         ),
     ),
 ]
@@ -622,7 +614,7 @@ CASES: list[tuple[str, Json | None, RepoConfig, PodState]] = [
     ("pod_json", "config", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
 )
 def test_classify(pod_json: Json | None, config: RepoConfig, expected: PodState) -> None:
-    assert classify(pod_json, config, NOW) == expected
+    assert classify(pod_json, config) == expected
 
 
 def test_every_kind_is_covered_by_the_table() -> None:
@@ -638,13 +630,10 @@ def test_every_kind_is_covered_by_the_table() -> None:
     }
 
 
-def test_waited_falls_back_to_creation_and_never_goes_negative() -> None:
-    young = pod("Pending", start=False, conditions=[])
-    young["metadata"]["creationTimestamp"] = "2024-05-01T12:30:00Z"  # a clock ahead of ours
-    assert classify(young, FILE, NOW).waited == 0.0
+def test_a_pod_without_a_creation_stamp_is_starting() -> None:
     unstamped = pod("Pending", start=False, conditions=[])
     del unstamped["metadata"]["creationTimestamp"]
-    assert classify(unstamped, FILE, NOW) == PodState("starting", "waiting for the pod to start")
+    assert classify(unstamped, FILE) == PodState("starting", "waiting for the pod to start")
 
 
 # --- the agent's log --------------------------------------------------------------------------------------

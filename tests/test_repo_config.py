@@ -77,7 +77,7 @@ EXTRAS = POD + "  resources: {limits: {cpu: '1'}}\n- name: db\n  image: postgres
     [(POD, yaml.safe_load(POD)), (FULL_POD, yaml.safe_load(POD)), (EXTRAS, yaml.safe_load(EXTRAS))],
 )
 def test_valid_pod_template_returns_the_spec_untouched(text: str, spec: dict[str, Any]) -> None:
-    assert parse_pod_template(text, parse_config(TEST)) == spec
+    assert parse_pod_template(text, parse_config(TEST)).as_written() == spec
 
 
 DUPLICATE = POD + "- name: app\n  image: x\n  command: [y]\n"
@@ -126,7 +126,7 @@ def test_model_level_errors_name_the_field(config: str, template: str, field: st
 def test_load(config: str, files: dict[str, str], containers: list[str]) -> None:
     loaded = load(config, files.get)
     assert loaded.config == parse_config(config)
-    assert [c.name for c in loaded.pod.containers] == containers
+    assert [c.name for c in loaded.pod_spec.containers] == containers
 
 
 @pytest.mark.parametrize(

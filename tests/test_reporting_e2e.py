@@ -1,5 +1,5 @@
 """Statuses where people look: webhooks in, through a real worker, statuses out to stand-ins that check
-every request against the API notes (see `test_reporters_http.StandIn`)."""
+every request against the API notes (see `testkit.bitbucket.StandIn`)."""
 
 from __future__ import annotations
 
@@ -14,16 +14,19 @@ import httpx
 import pytest
 from redis import Redis
 
-from events.app import create_app
+from dispatch.app import make_app
 from podci.embedded import free_port
+from podci.server import create_app
 from schemas.record import BuildRecord, BuildState
 from schemas.settings import Settings
+from store.builds import BuildStore
+from testkit.bitbucket import StandIn
+from testkit.corpus import OWN_FIXTURES
+from testkit.gitrepo import Repo
+from testkit.servers import Recorder, Server
 from tests.conftest import FAST
-from tests.helpers import FIXTURES, Recorder, Repo, Server, Worker, wait_for, wait_until
-from tests.test_reporters_http import StandIn
+from tests.helpers import Worker, wait_for, wait_until
 from tests.test_webhooks import SLOW_TESTS, other_db, post, server_pr
-from workers.app import make_app
-from workers.store import BuildStore
 
 CLOUD_TOKEN, SERVER_TOKEN = "cloud-token-e2e", "server-token-e2e"
 
@@ -83,7 +86,7 @@ def reported(store: BuildStore, build_id: str, reporter: str, state: str) -> Bui
 
 
 def cloud_pr(repo: Repo, branch: str, sha: str) -> dict[str, Any]:
-    body = json.loads((FIXTURES / "bitbucket-cloud/pullrequest-created-goscm.json").read_bytes())
+    body = json.loads((OWN_FIXTURES / "bitbucket-cloud/pullrequest-created.json").read_bytes())
     pr = body["pullrequest"]
     for side, commit in (("source", sha), ("destination", repo.head("main"))):
         pr[side]["repository"]["links"]["html"]["href"] = str(repo.path).removesuffix(".git")
@@ -104,7 +107,7 @@ def check_posts(stand_in: StandIn, build: BuildRecord, api: str, final: str) -> 
 
 def test_bitbucket_cloud_pull_request_posts_inprogress_then_success_once(stack: Stack) -> None:
     sha = stack.repo.branch("cloud-topic", {"notes.txt": "cloud\n"})
-    stack.cloud.path = f"/2.0/repositories/brydzewski/foo/commit/{sha}/statuses/build"
+    stack.cloud.path = f"/2.0/repositories/team/webapp/commit/{sha}/statuses/build"
     headers = {"X-Event-Key": "pullrequest:created", "X-Request-UUID": "e2e-cloud"}
     reply = post(stack.api, cloud_pr(stack.repo, "cloud-topic", sha), headers)
     assert reply.status_code == 202, reply.text
@@ -143,7 +146,7 @@ def test_jenkins_callback_gets_the_final_record_once(stack: Stack) -> None:
 def test_an_outage_during_the_final_report_is_retried_and_changes_nothing(stack: Stack) -> None:
     stack.cloud.seen.clear()
     sha = stack.repo.branch("outage", {"tests/test_slow.py": SLOW_TESTS.replace("sleep(3)", "sleep(1)")})
-    stack.cloud.path = f"/2.0/repositories/brydzewski/foo/commit/{sha}/statuses/build"
+    stack.cloud.path = f"/2.0/repositories/team/webapp/commit/{sha}/statuses/build"
     headers = {"X-Event-Key": "pullrequest:updated", "X-Request-UUID": "e2e-outage"}
     reply = post(stack.api, cloud_pr(stack.repo, "outage", sha), headers)
     build_id = reply.json()["build_id"]
@@ -168,9 +171,10 @@ def test_a_report_lock_left_by_a_killed_worker_is_waited_out_not_a_minute_more(s
     from types import SimpleNamespace
 
     from schemas.request import BuildRequest, Revision
-    from workers.notify import report_lock, resend_reports
+    from store.builds import REPORT_DUE
+    from store.keys import report_lock
+    from workers.notify import resend_reports
     from workers.process import ProcessResources
-    from workers.store import REPORT_DUE
 
     isolated = other_db(settings, 14)
     proc = ProcessResources(isolated)
@@ -181,7 +185,7 @@ def test_a_report_lock_left_by_a_killed_worker_is_waited_out_not_a_minute_more(s
         record = proc.store.create(request, log_root="/nonexistent", due=0)
 
         def complete(r: BuildRecord) -> None:
-            r.state, r.finished, r.step = BuildState.succeeded, r.created, ""
+            r.state, r.finished, r.step = BuildState.succeeded, r.created, None
 
         proc.store.update(record.id, complete, due=0)  # completed; its report due at once
         proc.store.redis.set(report_lock(record.id, "jenkins-callback"), "a dead worker's", px=5000)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from events.app import check_bitbucket, check_jenkins
 from events.errors import SignatureError
+from events.receiver import check_bitbucket, check_jenkins
 from events.signature import sign, verify_signature
 from schemas.settings import Settings
 

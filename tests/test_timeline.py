@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from events.timeline import COLOURS, Phase, format_seconds, phases, timeline_svg
 from schemas.record import BuildRecord, BuildState, StepRecord, StepState
 from schemas.request import BuildRequest, Revision
+from web.timeline import COLOURS, Phase, format_seconds, phases, timeline_svg
 from workers.pipeline import STEPS
 
 T0 = datetime(2025, 11, 26, 9, 0, 0, tzinfo=UTC)
@@ -31,7 +31,7 @@ def make_record(
     steps: Steps,
     *,
     finished: float | None = None,
-    step: str = "",
+    step: str | None = None,
     state: BuildState = BuildState.running,
     job: str = "webapp-pr",
 ) -> BuildRecord:
@@ -68,8 +68,7 @@ ALL_OK: Steps = {
     "create_pod": (OK, 4, 5),
     "wait_setup": (OK, 5, 8),
     "run_tests": (OK, 8, 20),
-    "teardown": (OK, 20, 21),
-    "report": (OK, 21, 22),
+    "teardown": (OK, 20, 22),
 }
 TESTS_FAILED: Steps = {**ALL_OK, "run_tests": (FAIL, 8, 20)}
 MERGE_CONFLICT: Steps = {
@@ -79,8 +78,7 @@ MERGE_CONFLICT: Steps = {
     "create_pod": (SKIP, None, 6),
     "wait_setup": (SKIP, None, 6),
     "run_tests": (SKIP, None, 6),
-    "teardown": (OK, 6, 7),
-    "report": (OK, 7, 7.5),
+    "teardown": (OK, 6, 7.5),
 }
 
 
@@ -155,7 +153,7 @@ MERGE_CONFLICT: Steps = {
             id="tests-failed",
         ),
         pytest.param(
-            {**TESTS_FAILED, "teardown": (RUN, 20, None), "report": (StepState.pending, None, None)},
+            {**TESTS_FAILED, "teardown": (RUN, 20, None)},
             None,
             "teardown",
             25,

@@ -11,14 +11,17 @@ import httpx
 import pytest
 from redis import Redis
 
-from events.app import create_app
+from dispatch.app import make_app
 from events.signature import sign
+from podci.server import create_app
 from schemas.record import BuildRecord, BuildState, utcnow
 from schemas.request import BuildRequest, Revision
 from schemas.settings import Settings
-from tests.helpers import FIXTURES, Recorder, Repo, Server, leftovers, wait_for, wait_until
-from workers.app import make_app
-from workers.store import BuildStore
+from store.builds import BuildStore
+from testkit.corpus import OWN_FIXTURES, Case, load
+from testkit.gitrepo import Repo
+from testkit.servers import Recorder, Server
+from tests.helpers import leftovers, wait_for, wait_until
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -215,36 +218,22 @@ def test_refused_requests_change_nothing(
     assert redis.dbsize() == 0  # no record, no queued message, no dedupe key
 
 
-SIGNED = [
-    ("bitbucket-server/pr-opened-goplayground", "secret"),
-    ("bitbucket-server/pr-modified-goplayground", "secret"),
-    ("bitbucket-server/pr-merged-goplayground", "secret"),
-    ("bitbucket-server/pr-declined-goplayground", "secret"),
-    ("bitbucket-server/pr-deleted-goplayground", "secret"),
-    ("bitbucket-server/repo-refs-changed-goplayground", "secret"),
-    ("bitbucket-cloud/repo-push-bbsp-signed", "Gkvl$k$wyNpQAF42"),
-    ("bitbucket-server/repo-refs-changed-bbsp-signed", "Gkvl$k$wyNpQAF42"),
-    ("bitbucket-server/repo-refs-changed-goscm", "71295b197fa25f4356d2fb9965df3f2379d903d7"),
-    ("bitbucket-server/repo-comment-added-gwt-signed", "this is secret"),
-]
+# The own corpus's signed deliveries (tests/fixtures/README.md): every scheme the receiver accepts.
+SIGNED = [case for case in load() if case.auth is not None]
 
 
-@pytest.mark.parametrize(("name", "secret"), SIGNED)
-def test_signed_fixtures_verify_and_a_wrong_secret_is_refused(
-    settings: Settings, name: str, secret: str
-) -> None:
-    body = (FIXTURES / f"{name}.json").read_bytes()
-    headers = json.loads((FIXTURES / f"{name}.headers.json").read_text())
-    headers = {k: v for k, v in headers.items() if k.lower() not in ("content-length", "host", "connection")}
+@pytest.mark.parametrize("case", SIGNED, ids=[case.id for case in SIGNED])
+def test_signed_fixtures_verify_and_a_wrong_secret_is_refused(settings: Settings, case: Case) -> None:
+    assert case.auth is not None
+    setting, secret = case.auth["setting"].removeprefix("PODCI_").lower(), case.auth["secret"]
     for key, expect_ok in ((secret, True), (secret + "x", False)):
         configured = other_db(
-            settings, 4, bitbucket_server_secret=key, bitbucket_cloud_secret=key,
-            bitbucket_server_url="https://bitbucket.example.com",
-        )  # fmt: skip
+            settings, 4, bitbucket_server_url="https://bitbucket.example.com", **{setting: key}
+        )
         redis = Redis.from_url(configured.require_redis_url())
         redis.flushdb()
         with Server(create_app(configured, make_app(configured), redis)) as server:
-            reply = post(server.url, body, headers)
+            reply = post(server.url, case.raw, case.headers, path=case.hook)
         if expect_ok:
             assert reply.status_code in (200, 202), reply.text
         else:
@@ -255,19 +244,19 @@ def test_signed_fixtures_verify_and_a_wrong_secret_is_refused(
 
 def test_a_cloud_fixture_aimed_at_a_local_repository_builds(api: str, store: BuildStore, tmp_path) -> None:
     """The corpus's own `pullrequest:created`, with its repository links and commits made real."""
-    repo = Repo(tmp_path / "foo.git")  # Cloud clone URL = links.html.href + ".git"
-    source = repo.branch("develop", {"notes.txt": "from the pull request\n"})
-    body = json.loads((FIXTURES / "bitbucket-cloud/pullrequest-created-goscm.json").read_bytes())
+    repo = Repo(tmp_path / "webapp.git")  # Cloud clone URL = links.html.href + ".git"
+    source = repo.branch("feature/login", {"notes.txt": "from the pull request\n"})
+    body = json.loads((OWN_FIXTURES / "bitbucket-cloud/pullrequest-created.json").read_bytes())
     pr = body["pullrequest"]
+    assert (pr["source"]["branch"]["name"], pr["destination"]["branch"]["name"]) == ("feature/login", "main")
     for side, sha in (("source", source), ("destination", repo.head("main"))):
-        pr[side]["repository"]["links"]["html"]["href"] = str(tmp_path / "foo")
+        pr[side]["repository"]["links"]["html"]["href"] = str(tmp_path / "webapp")
         pr[side]["commit"]["hash"] = sha
-    pr["destination"]["branch"]["name"] = "main"
     reply = post(api, body, {"X-Event-Key": "pullrequest:created", "X-Request-UUID": "cloud-1"})
     assert reply.status_code == 202, reply.text
     done = wait_for(store, reply.json()["build_id"])
     assert done.state is BuildState.succeeded, done.reason
-    assert (done.request.repo, done.request.pull_request, done.request.fork) == ("brydzewski/foo", 1, False)
+    assert (done.request.repo, done.request.pull_request, done.request.fork) == ("team/webapp", 12, False)
     assert done.request.source.commit == source
 
 
@@ -295,7 +284,7 @@ def test_a_final_report_lost_with_its_worker_is_sent_by_the_reconciler(store: Bu
         record = store.create(request, log_root=str(tmp_path), due=time.time() + 3600)
 
         def complete(r: BuildRecord) -> None:
-            r.state, r.finished, r.step = BuildState.succeeded, utcnow(), ""
+            r.state, r.finished, r.step = BuildState.succeeded, utcnow(), None
 
         store.update(record.id, complete, due=time.time())
         reported = wait_until(lambda: (store.get(record.id) or record).reported, timeout=30)

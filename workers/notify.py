@@ -17,7 +17,7 @@ from celery import Celery, Task
 from celery.utils.time import get_exponential_backoff_interval
 
 from schemas.record import BuildRecord, BuildState, utcnow
-from workers import metrics
+from store import keys, metrics
 from workers.errors import TransientError
 from workers.process import ProcessResources
 
@@ -52,10 +52,6 @@ def pending_reports(proc: ProcessResources, record: BuildRecord) -> list[str]:
 LOCK_SECONDS = 45
 
 
-def report_lock(build_id: str, name: str) -> str:
-    return f"podci:lock:notify:{build_id}:{name}"
-
-
 def resend_reports(app: Celery, proc: ProcessResources, grace: float) -> int:
     """The final reports of completed builds, sent again when a worker died before sending them or
     they are still failing. Re-sent messages try once (`retry=False`): this look repeats them, a
@@ -68,7 +64,7 @@ def resend_reports(app: Celery, proc: ProcessResources, grace: float) -> int:
         names = [] if record is None else pending_reports(proc, record)
         when: float | None = None
         for name in names:
-            held = int(redis.pttl(report_lock(build_id, name)))
+            held = int(redis.pttl(keys.report_lock(build_id, name)))
             if held > 0:
                 again = now + held / 1000 + 0.5
             else:
@@ -86,7 +82,7 @@ def notify(proc: ProcessResources, build_id: str, name: str, task: Task, retry: 
     reporter, store = proc.reporters.get(name), proc.store
     if reporter is None:
         return "no such reporter"
-    lock = store.redis.lock(report_lock(build_id, name), timeout=LOCK_SECONDS)
+    lock = store.redis.lock(keys.report_lock(build_id, name), timeout=LOCK_SECONDS)
     if not lock.acquire(blocking=False):
         if not retry:
             return "busy"

@@ -1,28 +1,80 @@
 """What the pipeline does next, as pure functions of the build record and a step's outcome.
 
-Each step returns one of three outcomes; `apply` turns it into the record's next state. Nothing here
-talks to Redis, Celery, git or a cluster, so the whole state machine is tested with tables.
+Each step returns one of four outcomes; `apply` turns it into the record's next state. What a step
+learned (the commits, the pods, the test result) travels in a typed result that knows which fields of
+the record it fills. Nothing here talks to Redis, Celery, git or a cluster, so the whole state machine
+is tested with tables.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-from schemas.record import BuildRecord, BuildState, StepState
+from schemas.record import BuildRecord, BuildState, PodAttempt, Step, StepState, TestResult
+from schemas.repo_config import PodSpec, RepoConfig
 
-STEPS: tuple[str, ...] = (
-    "checkout",
-    "create_service",
-    "create_volume",
-    "create_pod",
-    "wait_setup",
-    "run_tests",
-    "teardown",
-    "report",
-)
-ALWAYS_RUN = ("teardown", "report")
+STEPS: tuple[Step, ...] = tuple(Step)
+ALWAYS_RUN = (Step.teardown,)  # runs even after a stop, so nothing of a build outlives it
+RELAUNCHED_STEPS = (Step.create_pod, Step.wait_setup, Step.run_tests)
+
+
+@dataclass(frozen=True)
+class CheckedOut:
+    """Checkout merged the code and read the configuration the build runs with."""
+
+    merge_commit: str
+    source_commit: str
+    target_commit: str | None
+    config: RepoConfig
+    pod_spec: PodSpec
+
+    def apply_to(self, record: BuildRecord) -> None:
+        record.merge_commit, record.source_commit = self.merge_commit, self.source_commit
+        record.target_commit = self.target_commit
+        record.config, record.pod_spec = self.config, self.pod_spec
+
+
+@dataclass(frozen=True)
+class ServiceCreated:
+    service: str
+
+    def apply_to(self, record: BuildRecord) -> None:
+        record.service = self.service
+
+
+@dataclass(frozen=True)
+class PodLaunched:
+    """Every launch so far; the last one is the pod now starting."""
+
+    pods: tuple[PodAttempt, ...]
+
+    def apply_to(self, record: BuildRecord) -> None:
+        record.pods = list(self.pods)
+        record.attempts = self.pods[-1].attempt
+
+
+@dataclass(frozen=True)
+class RanTests:
+    tests: TestResult
+
+    def apply_to(self, record: BuildRecord) -> None:
+        record.tests = self.tests
+
+
+@dataclass(frozen=True)
+class TornDown:
+    """The logs saved before the build's objects went, and until when a failed build's pod is kept."""
+
+    logs: dict[str, str]
+    pod_kept_until: datetime | None = None
+
+    def apply_to(self, record: BuildRecord) -> None:
+        record.logs = dict(self.logs)
+        record.pod_kept_until = self.pod_kept_until
+
+
+StepResult = CheckedOut | ServiceCreated | PodLaunched | RanTests | TornDown
 
 
 @dataclass(frozen=True)
@@ -30,7 +82,7 @@ class Done:
     """The step finished; go on to the next one."""
 
     detail: str = ""
-    fields: dict[str, Any] = field(default_factory=dict)
+    result: StepResult | None = None
 
 
 @dataclass(frozen=True)
@@ -46,7 +98,7 @@ class Stop:
 
     state: BuildState
     reason: str
-    fields: dict[str, Any] = field(default_factory=dict)
+    result: StepResult | None = None
 
 
 @dataclass(frozen=True)
@@ -58,12 +110,17 @@ class Relaunch:
 
 
 Outcome = Done | Wait | Stop | Relaunch
-RELAUNCHED_STEPS = ("create_pod", "wait_setup", "run_tests")
 
 
-def next_step(step: str) -> str | None:
+def next_step(step: Step) -> Step | None:
     index = STEPS.index(step)
     return STEPS[index + 1] if index + 1 < len(STEPS) else None
+
+
+def waited(record: BuildRecord, step: Step, now: datetime) -> float:
+    """Seconds since `step` first started (0 before it did): what its budgets are measured against."""
+    started = record.step_record(step).started
+    return 0.0 if started is None else (now - started).total_seconds()
 
 
 def recheck_delay(waited: float, low: float, high: float) -> float:
@@ -82,7 +139,7 @@ def retry_delay(tries: int, retry_after: float | None, fraction: float, cap: flo
     return max(ceiling / 2 + fraction * ceiling / 2, retry_after or 0.0)
 
 
-def start(record: BuildRecord, step: str, now: datetime) -> None:
+def start(record: BuildRecord, step: Step, now: datetime) -> None:
     """Mark `step` as running (first time only) and the build as started."""
     entry = record.step_record(step)
     if entry.state is StepState.pending:
@@ -93,7 +150,7 @@ def start(record: BuildRecord, step: str, now: datetime) -> None:
         record.started = now
 
 
-def apply(record: BuildRecord, step: str, outcome: Outcome, now: datetime) -> None:
+def apply(record: BuildRecord, step: Step, outcome: Outcome, now: datetime) -> None:
     """Record `outcome` of `step` and point the record at what runs next (or complete it)."""
     entry = record.step_record(step)
     record.seq += 1
@@ -104,8 +161,8 @@ def apply(record: BuildRecord, step: str, outcome: Outcome, now: datetime) -> No
     if isinstance(outcome, Relaunch):
         _relaunch(record, outcome)
         return
-    for name, value in outcome.fields.items():
-        setattr(record, name, value)
+    if outcome.result is not None:
+        outcome.result.apply_to(record)
     entry.finished = now
     if isinstance(outcome, Done):
         entry.state = StepState.succeeded
@@ -130,36 +187,36 @@ def _relaunch(record: BuildRecord, outcome: Relaunch) -> None:
     for entry in record.steps:
         if entry.name in RELAUNCHED_STEPS:
             entry.state, entry.started, entry.finished, entry.checks = StepState.pending, None, None, 0
-            entry.detail = f"relaunching: {outcome.reason}" if entry.name == "create_pod" else ""
-    record.step = "create_pod"
+            entry.detail = f"relaunching: {outcome.reason}" if entry.name is Step.create_pod else ""
+    record.step = Step.create_pod
 
 
-def _advance(record: BuildRecord, step: str, now: datetime) -> None:
+def _advance(record: BuildRecord, step: Step, now: datetime) -> None:
     following = next_step(step)
-    if step == "run_tests" and not record.state.final:
+    if step is Step.run_tests and not record.state.final:
         record.state = BuildState.succeeded
     if following is None:
         if not record.state.final:
             record.state = BuildState.error
             record.reason = record.reason or "the pipeline ended without a verdict"
         record.finished = now
-        record.step = ""
+        record.step = None
         return
     record.step = following
 
 
-def _skip_to_teardown(record: BuildRecord, step: str, now: datetime) -> None:
+def _skip_to_teardown(record: BuildRecord, step: Step, now: datetime) -> None:
     if step in ALWAYS_RUN:
         _advance(record, step, now)
         return
     for entry in record.steps:
         if entry.name not in ALWAYS_RUN and entry.state is StepState.pending:
             entry.state = StepState.skipped
-    record.step = "teardown"
+    record.step = Step.teardown
 
 
-def cancel_outcome(record: BuildRecord, step: str) -> Stop | None:
-    """A cancelled build stops at the next step boundary; teardown and report still run."""
+def cancel_outcome(record: BuildRecord, step: Step) -> Stop | None:
+    """A cancelled build stops at the next step boundary; teardown still runs."""
     if record.cancel_requested and step not in ALWAYS_RUN:
         return Stop(BuildState.stopped, record.cancel_reason or "cancelled")
     return None

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import os
 
-from redis import Redis
-
 from schemas.settings import Settings
-from workers.backends.select import make_backend
+from store.builds import BuildStore
+from store.connection import connect
+from workers.backends import make_backend
+from workers.reporters import make_reporters
 from workers.reporters.base import Reporter
-from workers.reporters.bitbucket import make_reporters
 from workers.steps import Runtime
-from workers.store import BuildStore
 
 
 class ProcessResources:
@@ -26,8 +25,9 @@ class ProcessResources:
 
     def _ensure(self) -> None:
         if self._pid != os.getpid():
-            self._store = BuildStore(Redis.from_url(self.settings.require_redis_url()))
-            self._runtime = Runtime(self.settings, make_backend(self.settings))
+            redis = connect(self.settings.require_redis_url())
+            self._store = BuildStore(redis)
+            self._runtime = Runtime(self.settings, make_backend(self.settings, redis))
             self._reporters = {r.name: r for r in make_reporters(self.settings)}
             self._pid = os.getpid()
 

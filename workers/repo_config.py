@@ -26,11 +26,7 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class LoadedConfig:
     config: RepoConfig
-    pod_spec: dict[str, Any]  # the template's spec as written, passed to the backend untouched
-
-    @property
-    def pod(self) -> PodSpec:
-        return PodSpec.model_validate(self.pod_spec)
+    pod_spec: PodSpec  # serializes as written: passed to the cluster untouched
 
 
 def _yaml(text: str, source: str) -> Any:
@@ -54,7 +50,7 @@ def parse_config(text: str | None) -> RepoConfig:
         raise ConfigError(describe(exc, CONFIG_FILE)) from None
 
 
-def parse_pod_template(text: str | None, config: RepoConfig) -> dict[str, Any]:
+def parse_pod_template(text: str | None, config: RepoConfig) -> PodSpec:
     path = config.pod_template
     if text is None:
         raise ConfigError(f"the pod template `{path}` named by {CONFIG_FILE} (`pod_template`) does not exist")
@@ -75,7 +71,7 @@ def parse_pod_template(text: str | None, config: RepoConfig) -> dict[str, Any]:
             f"{CONFIG_FILE} `test.container` is {config.test.container!r}, but the pod template "
             f"`{path}` has only: {names}"
         )
-    return spec
+    return pod
 
 
 def load(config_text: str | None, read_file: Callable[[str], str | None]) -> LoadedConfig:

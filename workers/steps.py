@@ -7,22 +7,34 @@ called again later, so a build that waits costs a record in Redis, not a worker 
 from __future__ import annotations
 
 import logging
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from schemas.record import BuildRecord, BuildState, PodAttempt, TestCaseFailure, TestResult, utcnow
+from schemas.names import attempt_name
+from schemas.record import BuildRecord, BuildState, PodAttempt, Step, TestCaseFailure, TestResult, utcnow
 from schemas.repo_config import RepoConfig
 from schemas.settings import Settings
 from workers import gitops
 from workers.backends.base import BuildContext, ClusterBackend
 from workers.errors import PodLost
 from workers.junit import JUnitError, parse_junit
-from workers.logtail import tail
-from workers.names import attempt_name
-from workers.pipeline import Done, Outcome, Relaunch, Stop, Wait
+from workers.logfiles import tail
+from workers.pipeline import (
+    CheckedOut,
+    Done,
+    Outcome,
+    PodLaunched,
+    RanTests,
+    Relaunch,
+    ServiceCreated,
+    Stop,
+    TornDown,
+    Wait,
+    waited,
+)
 from workers.repo_config import CONFIG_FILE, ConfigError, load
 
 log = logging.getLogger(__name__)
@@ -33,17 +45,16 @@ class Runtime:
     settings: Settings
     backend: ClusterBackend
 
+    def checkout_dir(self, record: BuildRecord) -> Path:
+        """The worker's merge of the build's code, kept until teardown (relaunched pods need it)."""
+        return self.settings.checkouts_dir / record.name
+
     def context(self, record: BuildRecord) -> BuildContext:
-        return BuildContext.from_record(record, self.settings.checkouts_dir / record.name)
-
-
-def _waited(record: BuildRecord, step: str) -> float:
-    started = record.step_record(step).started
-    return 0.0 if started is None else (utcnow() - started).total_seconds()
+        return BuildContext.from_record(record, self.checkout_dir(record))
 
 
 def checkout(rt: Runtime, record: BuildRecord) -> Outcome:
-    dest = rt.settings.checkouts_dir / record.name
+    dest = rt.checkout_dir(record)
     result = gitops.prepare(record.request, dest)
     if result.commit is None:
         files = ", ".join(result.conflicts)
@@ -63,20 +74,18 @@ def checkout(rt: Runtime, record: BuildRecord) -> Outcome:
         if result.target_commit
         else (f"checked out {result.source_commit[:12]}")
     )
-    return Done(
-        f"{merged} -> {result.commit[:12]}",
-        fields={
-            "merge_commit": result.commit,
-            "source_commit": result.source_commit,
-            "target_commit": result.target_commit,
-            "config": loaded.config.model_dump(mode="json"),
-            "pod_spec": loaded.pod_spec,
-        },
+    checked_out = CheckedOut(
+        merge_commit=result.commit,
+        source_commit=result.source_commit,
+        target_commit=result.target_commit,
+        config=loaded.config,
+        pod_spec=loaded.pod_spec,
     )
+    return Done(f"{merged} -> {result.commit[:12]}", checked_out)
 
 
 def create_service(rt: Runtime, record: BuildRecord) -> Outcome:
-    return Done(rt.backend.create_service(rt.context(record)), fields={"service": record.name})
+    return Done(rt.backend.create_service(rt.context(record)), ServiceCreated(record.name))
 
 
 def create_volume(rt: Runtime, record: BuildRecord) -> Outcome:
@@ -91,7 +100,7 @@ def create_pod(rt: Runtime, record: BuildRecord) -> Outcome:
         pods.append(PodAttempt(attempt=attempt, pod=attempt_name(record.name, attempt)))
     ctx = replace(rt.context(record), attempt=pods[-1].attempt)
     detail = rt.backend.create_pod(ctx)
-    return Done(detail, fields={"attempts": pods[-1].attempt, "pods": pods})
+    return Done(detail, PodLaunched(tuple(pods)))
 
 
 def _lost(record: BuildRecord, lost: PodLost, config: RepoConfig) -> Outcome:
@@ -112,14 +121,15 @@ def wait_setup(rt: Runtime, record: BuildRecord) -> Outcome:
         return Stop(BuildState.error, status.failure)
     if status.ready:
         return Done(status.detail)
+    so_far = waited(record, Step.wait_setup, utcnow())
     if status.unscheduled:  # waiting for capacity is normal, within its own budget
-        if _waited(record, "wait_setup") > ctx.config.timeouts.unscheduled:
+        if so_far > ctx.config.timeouts.unscheduled:
             return Stop(
                 BuildState.error, f"{status.detail} (for more than {ctx.config.timeouts.unscheduled:g} s)"
             )
         return Wait(status.detail)
     budget = ctx.config.timeouts.setup
-    if _waited(record, "wait_setup") > budget:
+    if so_far > budget:
         return Stop(BuildState.error, f"setup did not complete within {budget:g} s ({status.detail})")
     return Wait(status.detail)
 
@@ -133,7 +143,7 @@ def run_tests(rt: Runtime, record: BuildRecord) -> Outcome:
         return _lost(record, lost, ctx.config)
     if status is None:
         budget = ctx.config.timeouts.tests
-        if _waited(record, "run_tests") > budget:
+        if waited(record, Step.run_tests, utcnow()) > budget:
             return Stop(BuildState.error, f"the tests did not finish within {budget:g} s")
         return Wait("tests running")
     result = TestResult(
@@ -143,9 +153,9 @@ def run_tests(rt: Runtime, record: BuildRecord) -> Outcome:
         **_junit(rt, ctx),
     )
     if status.exit_code == 0:
-        return Done("tests passed", fields={"tests": result})
+        return Done("tests passed", RanTests(result))
     reason = status.reason or f"tests failed with exit code {status.exit_code}"
-    return Stop(BuildState.failed, reason, fields={"tests": result})
+    return Stop(BuildState.failed, reason, RanTests(result))
 
 
 def _junit(rt: Runtime, ctx: BuildContext) -> dict[str, Any]:
@@ -169,31 +179,25 @@ def _junit(rt: Runtime, ctx: BuildContext) -> dict[str, Any]:
 
 
 def teardown(rt: Runtime, record: BuildRecord) -> Outcome:
+    """Save the logs, remove the build's objects and the worker's checkout. The final statuses are
+    posted after the build completes, by `podci.notify`, retried apart from the pipeline: an outage of
+    Bitbucket delays a status, never the build's end."""
     # Logs first: once the pod is gone, so are its containers' logs.
     logs = {name: str(path) for name, path in rt.backend.logs(record.name, Path(record.log_dir)).items()}
-    keep = record.state is BuildState.failed and rt.settings.kube_keep_failed_pod_minutes > 0
-    detail = rt.backend.teardown(record.name, keep_pods=keep)
+    kept_until = rt.backend.kept_until(record.state, utcnow())
+    detail = rt.backend.teardown(record.name, keep_pods=kept_until is not None)
     if detail is None:
         return Wait("waiting for the build's objects to be deleted")
-    fields: dict[str, Any] = {"logs": logs}
-    if keep:
-        fields["pod_kept_until"] = utcnow() + timedelta(minutes=rt.settings.kube_keep_failed_pod_minutes)
-    return Done(detail, fields=fields)
+    shutil.rmtree(rt.checkout_dir(record), ignore_errors=True)
+    return Done(detail, TornDown(logs, kept_until))
 
 
-def report(rt: Runtime, record: BuildRecord) -> Outcome:
-    # The reporters post on their own (`podci.notify`), retried apart from the pipeline, so an outage
-    # of Bitbucket delays a status, never the build's end.
-    return Done(f"{record.state.value}: {record.reason}" if record.reason else record.state.value)
-
-
-STEP_FUNCTIONS: dict[str, Callable[[Runtime, BuildRecord], Outcome]] = {
-    "checkout": checkout,
-    "create_service": create_service,
-    "create_volume": create_volume,
-    "create_pod": create_pod,
-    "wait_setup": wait_setup,
-    "run_tests": run_tests,
-    "teardown": teardown,
-    "report": report,
+STEP_FUNCTIONS: dict[Step, Callable[[Runtime, BuildRecord], Outcome]] = {
+    Step.checkout: checkout,
+    Step.create_service: create_service,
+    Step.create_volume: create_volume,
+    Step.create_pod: create_pod,
+    Step.wait_setup: wait_setup,
+    Step.run_tests: run_tests,
+    Step.teardown: teardown,
 }

@@ -1,15 +1,25 @@
-"""The operations the pipeline needs from a cluster, and the build facts it hands them."""
+"""The operations the pipeline needs from a cluster, the build facts it hands them, and the hooks a
+backend offers the processes around the pipeline (the worker, beat, the CLI)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from schemas.record import BuildRecord
+from redis import Redis
+
+from schemas.record import BuildRecord, BuildState
 from schemas.repo_config import PodSpec, RepoConfig
 from schemas.request import Revision
+from schemas.settings import Settings
 from workers.errors import PermanentError
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+    from store.builds import BuildStore
 
 
 @dataclass(frozen=True)
@@ -24,17 +34,13 @@ class BuildContext:
     checkout_dir: Path
     log_dir: Path
     config: RepoConfig
-    pod_spec: dict[str, Any]
+    pod: PodSpec
     # The two sides at the commits checkout resolved; a cluster re-does the merge from these.
     source: Revision
     target: Revision | None
     fork: bool = False
     attempt: int = 1
     on_demand: bool = False
-
-    @property
-    def pod(self) -> PodSpec:
-        return PodSpec.model_validate(self.pod_spec)
 
     @classmethod
     def from_record(cls, record: BuildRecord, checkout_dir: Path) -> BuildContext:
@@ -48,8 +54,8 @@ class BuildContext:
             merge_commit=record.merge_commit,
             checkout_dir=checkout_dir,
             log_dir=Path(record.log_dir),
-            config=RepoConfig.model_validate(record.config),
-            pod_spec=record.pod_spec,
+            config=record.config,
+            pod=record.pod_spec,
             source=record.request.source.model_copy(update={"commit": record.source_commit}),
             target=(
                 record.request.target.model_copy(update={"commit": record.target_commit})
@@ -105,8 +111,36 @@ class ClusterBackend(Protocol):
         `log_dir` so they outlive teardown; called just before it."""
         ...
 
+    def kept_until(self, state: BuildState, now: datetime) -> datetime | None:
+        """Until when teardown leaves the pod of a build that ended in `state`, for debugging in it;
+        None: remove it with everything else."""
+        ...
+
     def teardown(self, name: str, keep_pods: bool = False) -> str | None:
         """Remove everything of the build `name`, found by name alone; returns what was removed, or
         None while deletions are still under way (the step looks again).
         With `keep_pods`, the pods stay for debugging (the garbage collector removes them later)."""
+        ...
+
+
+class BackendType(Protocol):
+    """What a backend offers beyond one build's steps: made once per process, started with the worker,
+    collecting what teardown missed. Each backend subpackage exports one as `BACKEND`."""
+
+    name: str
+
+    def create(self, settings: Settings, redis: Redis) -> ClusterBackend:
+        """The backend a worker process's steps use."""
+        ...
+
+    def start_worker(self, app: Celery, settings: Settings) -> None:
+        """Called once in a worker's main process when it is ready (the Kubernetes pod watch)."""
+        ...
+
+    def collect_garbage(self, settings: Settings, store: BuildStore, *, dry_run: bool) -> list[str]:
+        """Delete (unless `dry_run`) what finished or vanished builds left behind; returns what."""
+        ...
+
+    def local_repo_url(self, repo: Path) -> str:
+        """Where the build fetches a repository given as a local path (`podci run --repo`)."""
         ...

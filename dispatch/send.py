@@ -1,0 +1,42 @@
+"""One message per build step: `send` publishes it by name and marks it queued until a worker takes it.
+
+A build whose message waits in a queue behind a backlog is overdue, but not lost: the mark (with a
+ticket handed out in sending order) lets the reconciler tell the two apart (`dispatch.reconcile`).
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from dispatch.app import task_name
+from schemas.record import Step
+from store.builds import TICKET_HEADER, BuildStore
+
+# How long a queued-mark holds the reconciler back at most: a mark can outlive its message if a
+# process died between marking and publishing. (A worker that took the message off the queue and died
+# before receiving it leaves a mark too, but the reconciler sees through that one.)
+QUEUED_MARK_TTL = 600.0
+
+
+def send(
+    app: Celery, step: Step, build_id: str, seq: int, countdown: float = 0, *, store: BuildStore | None = None
+) -> None:
+    """Send the build's step; with `store`, mark it queued (a message with a countdown is taken by a
+    worker at once, and held there, so only immediate ones are marked)."""
+    marked = store is not None and not countdown
+    headers = None
+    if marked:
+        assert store is not None
+        headers = {TICKET_HEADER: store.mark_queued(build_id, step, seq, QUEUED_MARK_TTL)}
+    try:
+        # ignore_result: nobody reads a step's result, and without it each send subscribes to a
+        # result channel whose replies the receiver never reads (two round trips, a growing buffer)
+        app.send_task(
+            task_name(step), args=[build_id, seq], countdown=countdown or None, headers=headers,
+            ignore_result=True,
+        )  # fmt: skip
+    except Exception:
+        if marked:
+            assert store is not None
+            store.received(build_id)
+        raise

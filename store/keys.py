@@ -1,0 +1,122 @@
+"""Every Redis key podci uses, in one place (as arq keeps its keys in one module).
+
+A reader looking at `redis-cli --scan` output finds each key family here, with what it holds and who
+writes it. Nothing else in the project spells a key: code asks this module for one. All keys start
+with `podci:`; Celery's own keys (the queues `podci.steps` and `podci.new`, `unacked*`, `_kombu*`) are
+the broker's and not listed.
+"""
+
+from __future__ import annotations
+
+PREFIX = "podci"
+
+# --- builds (store/builds.py) --------------------------------------------------------------------------
+BUILDS = f"{PREFIX}:builds"  # zset: build id -> creation time (the builds list, newest first)
+DUE = f"{PREFIX}:due"  # zset: build id -> when its next step should have run (the reconciler's work list)
+REPORT_DUE = f"{PREFIX}:report-due"  # zset: completed builds whose final reports are not confirmed yet
+TICKETS = f"{PREFIX}:queue-tickets"  # counter: the ticket of each marked message, in sending order
+
+
+def build(build_id: str) -> str:
+    """string: the build record as JSON, the single source of truth of one build."""
+    return f"{PREFIX}:build:{build_id}"
+
+
+def job_number(job: str) -> str:
+    """counter: the last build number handed out for a job (numbers never repeat)."""
+    return f"{PREFIX}:job:{job}:number"
+
+
+def queued(build_id: str) -> str:
+    """string `step:seq:ticket`: the build's message waits in a queue (cleared when a worker takes it)."""
+    return f"{PREFIX}:queued:{build_id}"
+
+
+def repo_queue(repo: str) -> str:
+    """list: a repository's unfinished builds in arrival order (admission, `PODCI_REPO_CONCURRENCY`)."""
+    return f"{PREFIX}:repo:{repo}:queue"
+
+
+def pull_request(pr_key: str) -> str:
+    """set: the builds of one pull request (`team/webapp#12`), for superseding and cancelling."""
+    return f"{PREFIX}:pr:{pr_key}"
+
+
+def dedupe(key: str) -> str:
+    """string: the build a delivery id or a pull request head already started (expires)."""
+    return f"{PREFIX}:dedupe:{key}"
+
+
+# --- reports (workers/notify.py) -----------------------------------------------------------------------
+def report_lock(build_id: str, reporter: str) -> str:
+    """lock: one post at a time per (build, reporter)."""
+    return f"{PREFIX}:lock:notify:{build_id}:{reporter}"
+
+
+# --- metrics (store/metrics.py) ------------------------------------------------------------------------
+METRICS = f"{PREFIX}:metrics"
+
+
+def counter(name: str) -> str:
+    """hash: label -> count."""
+    return f"{METRICS}:c:{name}"
+
+
+def histogram_labels(name: str) -> str:
+    """set: the labels a histogram has seen."""
+    return f"{METRICS}:h:{name}"
+
+
+def histogram(name: str, label: str) -> str:
+    """hash: bucket index -> count, plus `sum` and `count`."""
+    return f"{METRICS}:h:{name}:{label}"
+
+
+# --- the Kubernetes backend (workers/backends/kubernetes/) --------------------------------------------
+K8S = f"{PREFIX}:k8s"
+PODS_LIVE = f"{K8S}:pods-live"  # set: pods the watch cache holds as existing
+
+
+def pod(name: str) -> str:
+    """string: the pod's last JSON from the watch, or `gone` once deleted."""
+    return f"{K8S}:pod:{name}"
+
+
+def tests_started(pod_name: str) -> str:
+    """string `starting` | `started`: the exec that starts a pod's tests ran (once per pod)."""
+    return f"{K8S}:tests-started:{pod_name}"
+
+
+def agent_log(pod_name: str) -> str:
+    """string: the agent container's log once read (the tests' output and exit code)."""
+    return f"{K8S}:agent-log:{pod_name}"
+
+
+def agent_log_claim(pod_name: str) -> str:
+    """string: one look at a time reads the agent's log."""
+    return f"{K8S}:agent-log-claim:{pod_name}"
+
+
+def container_logs_saved(build_name: str) -> str:
+    """string: the build's container logs were saved before teardown."""
+    return f"{K8S}:logs:{build_name}"
+
+
+def teardown_sent(build_name: str) -> str:
+    """string: the deletes of the build's objects were sent (expires, so a killed worker's are re-sent)."""
+    return f"{K8S}:teardown:{build_name}"
+
+
+def teardown_pods(build_name: str) -> str:
+    """set: the pods teardown deleted and waits to see gone."""
+    return f"{K8S}:teardown-pods:{build_name}"
+
+
+def teardown_check(build_name: str) -> str:
+    """string: one look at a time lists what is left of the build."""
+    return f"{K8S}:teardown-check:{build_name}"
+
+
+def teardown_done(build_name: str) -> str:
+    """string: teardown's final detail, once nothing of the build is left."""
+    return f"{K8S}:teardown-done:{build_name}"

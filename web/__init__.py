@@ -1,0 +1,1 @@
+"""The build pages people read: the builds list, one build with its timeline, its log files."""

@@ -1,0 +1,399 @@
+"""Pure builders of the objects one build sends to Kubernetes (`policy` checks the template first).
+
+Every function takes the build's context and the settings and returns the plain JSON the API receives
+(camelCase, with apiVersion/kind/metadata), as kubespawner's `objects.py` does: no I/O, no client
+models, so the tests compare whole dicts and validate them against the official schema.
+
+The pod template is the user's, taken as written (`PodSpec.as_written`, a fresh copy). podci adds,
+around it:
+- the workspace volume (a PVC named after the build), mounted at `volume.mount_path` in every container;
+- the checkout init container, which re-does the merge onto that volume (first, so later init
+  containers of the template already see the code);
+- the agent sidecar, whose readiness is "setup complete" (when `setup.file` is used) and whose exit is
+  "tests done": its termination is the watch event that wakes the build;
+- the variables every container of the local backend sees (`PODCI_*`, `JOB_NAME`, `BUILD_NUMBER`).
+
+Values podci injects come partly from users (branch names, clone URLs, job names). They reach the fixed
+scripts only as environment variables or positional parameters, and every `$` in them is doubled:
+Kubernetes expands `$(VAR)` in env values and command arguments, and `$$` is its escape for a literal `$`.
+"""
+
+from __future__ import annotations
+
+import copy
+import posixpath
+from typing import Any
+
+from schemas.names import attempt_name, dns_label
+from schemas.settings import Settings
+from workers.backends.base import BuildContext
+from workers.backends.kubernetes.names import (
+    AGENT_CONTAINER,
+    AGENT_SCRIPT,
+    ATTEMPT_LABEL,
+    BUILD_LABEL,
+    CHECKOUT_CONTAINER,
+    CHECKOUT_SCRIPT,
+    JOB_LABEL,
+    MANAGED_BY,
+    WORKSPACE_VOLUME,
+)
+from workers.backends.ports import port_env, port_key
+from workers.errors import PermanentError
+
+Json = dict[str, Any]
+
+_API_VERSIONS = {
+    "Pod": "v1",
+    "Service": "v1",
+    "PersistentVolumeClaim": "v1",
+    "PersistentVolume": "v1",
+}
+
+# The agent only waits for a file and `cat`s a log: tiny, and bounded so it never competes with the tests.
+AGENT_RESOURCES: Json = {
+    "requests": {"cpu": "10m", "memory": "16Mi"},
+    "limits": {"cpu": "100m", "memory": "64Mi"},
+}
+AGENT_PROBE_PERIOD = 2
+
+# Static volumes are created by podci itself, one per build. Kubernetes has no deleter for NFS, and its
+# hostPath deleter only handles `/tmp/...` on the controller-manager's own disk, so `Delete` would only
+# turn a released PV into `Failed` with a VolumeFailedDelete warning and remove nothing. `Retain` leaves
+# it `Released`, quietly, and teardown deletes the PV object by label either way. The data directory is
+# never removed by Kubernetes under either policy (see `make_pv`).
+STATIC_RECLAIM_POLICY = "Retain"
+
+
+def api_version_of(kind: str) -> str:
+    """The apiVersion of every kind podci creates (all core/v1 today; one place to change)."""
+    try:
+        return _API_VERSIONS[kind]
+    except KeyError:
+        raise ValueError(f"podci does not create objects of kind {kind!r}") from None
+
+
+def labels(
+    ctx: BuildContext, attempt: int | None = None, *, settings: Settings | None = None
+) -> dict[str, str]:
+    """The labels teardown and the garbage collector find a build's objects by.
+
+    The cluster's own labels (`kube_labels`) come first so they can never override podci's: a build
+    object that lost its `managed-by` or `build` label would never be cleaned up.
+    """
+    result = dict(settings.kube_labels) if settings is not None else {}
+    result.update({MANAGED_BY: "podci", BUILD_LABEL: ctx.name, JOB_LABEL: dns_label(ctx.job)})
+    if attempt is not None:
+        result[ATTEMPT_LABEL] = str(attempt)
+    return result
+
+
+def _metadata(
+    ctx: BuildContext, settings: Settings, name: str, *, namespaced: bool = True, attempt: int | None = None
+) -> Json:
+    meta: Json = {"name": name}
+    if namespaced:
+        meta["namespace"] = settings.kube_namespace
+    meta["labels"] = labels(ctx, attempt, settings=settings)
+    return meta
+
+
+def _literal(value: str) -> str:
+    """A value Kubernetes passes through unexpanded: `$(HOME)` in a branch name stays `$(HOME)`."""
+    return value.replace("$", "$$")
+
+
+# --- Service ------------------------------------------------------------------------------------------
+
+
+def make_service(ctx: BuildContext, settings: Settings) -> Json:
+    """The build's Service: one port per container port of the template.
+
+    It selects the build label, not the attempt, so a relaunched pod is selected without touching the
+    Service. A template with no ports gets a headless Service (`clusterIP: None`, no ports): the API
+    server accepts zero ports only for headless Services, and it still gives the build a stable DNS
+    name resolving to the pod, so every build has the same set of objects.
+    """
+    ports: list[Json] = []
+    seen: set[tuple[int, str]] = set()
+    for container in ctx.pod.containers:
+        for declared in container.ports:
+            key = (declared.container_port, declared.protocol)
+            if key in seen:  # the same port in two containers cannot run anyway; the API would refuse it
+                continue
+            seen.add(key)
+            default_name = f"p{declared.container_port}"
+            if declared.protocol != "TCP":  # 53/TCP and 53/UDP need different names
+                default_name += f"-{declared.protocol.lower()}"
+            ports.append(
+                {
+                    "name": declared.name or default_name,
+                    "port": declared.container_port,
+                    "targetPort": declared.container_port,
+                    "protocol": declared.protocol,
+                }
+            )
+    spec: Json = {"selector": {BUILD_LABEL: ctx.name}, "ports": ports}
+    if not ports:
+        spec["clusterIP"] = "None"
+    return {
+        "apiVersion": api_version_of("Service"),
+        "kind": "Service",
+        "metadata": _metadata(ctx, settings, ctx.name),
+        "spec": spec,
+    }
+
+
+# --- volume -------------------------------------------------------------------------------------------
+
+
+def _static(settings: Settings) -> bool:
+    return settings.kube_static_volumes != "none"
+
+
+def workspace_sub_path(ctx: BuildContext, settings: Settings) -> str | None:
+    """The build's directory inside a shared NFS export, or None when the volume is the build's own.
+
+    An NFS PV cannot point at a directory that does not exist yet (the mount fails and the pod hangs in
+    ContainerCreating), and nothing in the cluster may create it without privileges. So every NFS PV
+    points at the export root and the pod mounts it with `subPath: <build>`, which the kubelet creates.
+    """
+    return ctx.name if settings.kube_static_volumes == "nfs" else None
+
+
+def make_pvc(ctx: BuildContext, settings: Settings) -> Json:
+    """The workspace claim. With static volumes it is pre-bound to the PV of the same name, and its
+    storage class is "" so that no default class provisions a second volume behind podci's back."""
+    spec: Json = {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": ctx.config.volume.size}},
+    }
+    if _static(settings):
+        spec["storageClassName"] = ""
+        spec["volumeName"] = ctx.name
+    elif settings.kube_storage_class is not None:
+        spec["storageClassName"] = settings.kube_storage_class
+    return {
+        "apiVersion": api_version_of("PersistentVolumeClaim"),
+        "kind": "PersistentVolumeClaim",
+        "metadata": _metadata(ctx, settings, ctx.name),
+        "spec": spec,
+    }
+
+
+def make_pv(ctx: BuildContext, settings: Settings) -> Json | None:
+    """The build's own PV when the cluster has no dynamic provisioner; None otherwise.
+
+    `claimRef` reserves it for this build's claim only. The reclaim policy is `STATIC_RECLAIM_POLICY`
+    (why: see there). NFS: the export root, with the pod mounting its `subPath` (see
+    `workspace_sub_path`). hostPath: a directory per build, created by the kubelet (`DirectoryOrCreate`);
+    it lives on whichever node runs the pod, so it only suits single-node clusters such as kind, where a
+    relaunch lands on the same node.
+    """
+    mode = settings.kube_static_volumes
+    if mode == "none":
+        return None
+    source: Json
+    if mode == "nfs":
+        if not settings.kube_nfs_server:
+            raise PermanentError(
+                "PODCI_KUBE_STATIC_VOLUMES is `nfs` but PODCI_KUBE_NFS_SERVER is not set: name the NFS server"
+            )
+        source = {"nfs": {"server": settings.kube_nfs_server, "path": settings.kube_nfs_path}}
+    else:
+        root = settings.kube_hostpath_root.rstrip("/")
+        source = {"hostPath": {"path": f"{root}/{ctx.name}", "type": "DirectoryOrCreate"}}
+    return {
+        "apiVersion": api_version_of("PersistentVolume"),
+        "kind": "PersistentVolume",
+        "metadata": _metadata(ctx, settings, ctx.name, namespaced=False),
+        "spec": {
+            "capacity": {"storage": ctx.config.volume.size},
+            "accessModes": ["ReadWriteOnce"],
+            "persistentVolumeReclaimPolicy": STATIC_RECLAIM_POLICY,
+            "claimRef": {
+                "apiVersion": api_version_of("PersistentVolumeClaim"),
+                "kind": "PersistentVolumeClaim",
+                "namespace": settings.kube_namespace,
+                "name": ctx.name,
+            },
+            **source,
+        },
+    }
+
+
+# --- Pod ----------------------------------------------------------------------------------------------
+
+
+def port_numbers(ctx: BuildContext) -> dict[str, int]:
+    """Port key -> port, keyed exactly as the local backend keys them (`port_key`): in a pod every
+    container shares one network namespace, so a port is reached at 127.0.0.1 on its containerPort."""
+    return {
+        port_key(container, declared.name, declared.container_port): declared.container_port
+        for container in ctx.pod.containers
+        for declared in container.ports
+    }
+
+
+def podci_env(ctx: BuildContext) -> dict[str, str]:
+    """The variables every container gets: the same names and meanings as on the local backend."""
+    return {
+        "PODCI_BUILD": ctx.name,
+        "PODCI_WORKSPACE": ctx.config.volume.mount_path,
+        "PODCI_HOST": "127.0.0.1",
+        "JOB_NAME": ctx.job,
+        "BUILD_NUMBER": str(ctx.number),
+        **port_env(port_numbers(ctx)),
+    }
+
+
+def _env_list(env: dict[str, str]) -> list[Json]:
+    return [{"name": name, "value": _literal(value)} for name, value in env.items()]
+
+
+def _with_env(container: Json, env: dict[str, str]) -> None:
+    """podci's variables go first so the template's own values may refer to them (`$(PODCI_PORT_DB)`:
+    Kubernetes expands only variables defined earlier), and a variable the template sets itself wins,
+    as on the local backend, without a duplicate name in the list."""
+    own: list[Json] = list(container.get("env") or [])
+    own_names = {var.get("name") for var in own}
+    container["env"] = [var for var in _env_list(env) if var["name"] not in own_names] + own
+
+
+def _workspace_mount(ctx: BuildContext, settings: Settings) -> Json:
+    mount: Json = {"name": WORKSPACE_VOLUME, "mountPath": ctx.config.volume.mount_path}
+    sub_path = workspace_sub_path(ctx, settings)
+    if sub_path is not None:
+        mount["subPath"] = sub_path
+    return mount
+
+
+def _with_mount(container: Json, mount: Json) -> None:
+    """The workspace replaces whatever the template mounted at the same path (compared normalized, so
+    `/workspace/` is the same place as `/workspace`)."""
+    target = posixpath.normpath(mount["mountPath"])
+    kept = [
+        m
+        for m in container.get("volumeMounts") or []
+        if posixpath.normpath(str(m.get("mountPath", ""))) != target
+    ]
+    container["volumeMounts"] = [*kept, dict(mount)]
+
+
+def checkout_container(ctx: BuildContext, settings: Settings) -> Json:
+    """Re-does on the volume the merge the worker checked: the same refs, pinned to the same commits.
+
+    A side whose commit is unknown falls back to the ref it was fetched into, so the script never gets
+    an empty commit. `FallbackToLogsOnError` puts git's own error into the termination message, which
+    the pod classifier turns into the build's reason.
+    """
+    target = ctx.target
+    env = {
+        "PODCI_WORKSPACE": ctx.config.volume.mount_path,
+        "SOURCE_URL": ctx.source.clone_url,
+        "SOURCE_REF": ctx.source.ref,
+        "SOURCE_COMMIT": ctx.source.commit or "refs/podci/source",
+        "TARGET_URL": target.clone_url if target else "",
+        "TARGET_REF": target.ref if target else "",
+        "TARGET_COMMIT": (target.commit or "refs/podci/target") if target else "",
+    }
+    return {
+        "name": CHECKOUT_CONTAINER,
+        "image": settings.kube_git_image,
+        "command": ["sh", "-c", CHECKOUT_SCRIPT],
+        "env": _env_list(env),
+        "volumeMounts": [_workspace_mount(ctx, settings)],
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+
+
+def agent_container(ctx: BuildContext, settings: Settings) -> Json:
+    """The sidecar that turns "setup complete" into readiness and "tests done" into its own exit."""
+    mount_path = ctx.config.volume.mount_path
+    agent: Json = {
+        "name": AGENT_CONTAINER,
+        "image": settings.kube_agent_image,
+        "command": ["sh", "-c", AGENT_SCRIPT, AGENT_CONTAINER, _literal(mount_path)],
+        "volumeMounts": [_workspace_mount(ctx, settings)],
+        "resources": copy.deepcopy(AGENT_RESOURCES),
+    }
+    if ctx.config.setup.file is not None:
+        agent["readinessProbe"] = {
+            "exec": {"command": ["test", "-f", f"{mount_path.rstrip('/')}/{ctx.config.setup.file}"]},
+            "periodSeconds": AGENT_PROBE_PERIOD,
+        }
+    return agent
+
+
+def _tolerations(items: list[dict[str, Any]]) -> list[Json]:
+    """Settings hold tolerations as strings (JSON from the environment); the API wants an integer
+    `tolerationSeconds`."""
+    result: list[Json] = []
+    for item in items:
+        toleration = dict(item)
+        seconds = toleration.get("tolerationSeconds")
+        if isinstance(seconds, str) and seconds.lstrip("-").isdigit():
+            toleration["tolerationSeconds"] = int(seconds)
+        result.append(toleration)
+    return result
+
+
+def _placement(spec: Json, settings: Settings, on_demand: bool) -> None:
+    """nodeSelector and tolerations of the cluster merged over the template's; a relaunch after a spot
+    loss (`on_demand`) uses the on-demand ones instead, each only when it is configured."""
+    selector = settings.kube_node_selector
+    tolerations: list[dict[str, Any]] = list(settings.kube_tolerations)
+    if on_demand and settings.kube_on_demand_node_selector is not None:
+        selector = settings.kube_on_demand_node_selector
+    if on_demand and settings.kube_on_demand_tolerations is not None:
+        tolerations = list(settings.kube_on_demand_tolerations)
+    merged_selector = {**(spec.get("nodeSelector") or {}), **selector}
+    if merged_selector:
+        spec["nodeSelector"] = merged_selector
+    merged: list[Json] = list(spec.get("tolerations") or [])
+    for toleration in _tolerations(tolerations):
+        if toleration not in merged:
+            merged.append(toleration)
+    if merged:
+        spec["tolerations"] = merged
+
+
+def make_pod(ctx: BuildContext, settings: Settings, attempt: int, on_demand: bool = False) -> Json:
+    """The build's pod for one attempt, from the template (copied, never mutated).
+
+    Besides what the module docstring lists: restartPolicy `Never` (a container that died must be seen,
+    not silently restarted), the one allowed service account with no token mounted (tests have no
+    business calling the Kubernetes API), and `enableServiceLinks: false` unless the template says
+    otherwise, because every other build's Service in the namespace would otherwise add seven variables
+    to every container, and a busy namespace has hundreds.
+    """
+    spec: Json = ctx.pod.as_written()
+    env = podci_env(ctx)
+    mount = _workspace_mount(ctx, settings)
+
+    init_containers: list[Json] = list(spec.get("initContainers") or [])
+    containers: list[Json] = list(spec["containers"])
+    for container in init_containers + containers:
+        _with_env(container, env)
+        _with_mount(container, mount)
+    agent = agent_container(ctx, settings)
+    _with_env(agent, env)
+
+    spec["initContainers"] = [checkout_container(ctx, settings), *init_containers]
+    spec["containers"] = [*containers, agent]
+    spec["volumes"] = [
+        *(spec.get("volumes") or []),
+        {"name": WORKSPACE_VOLUME, "persistentVolumeClaim": {"claimName": ctx.name}},
+    ]
+    spec["restartPolicy"] = "Never"
+    spec.pop("serviceAccount", None)  # the deprecated alias; check_policy allowed only our account
+    spec["serviceAccountName"] = settings.kube_service_account
+    spec["automountServiceAccountToken"] = False
+    spec.setdefault("enableServiceLinks", False)
+    _placement(spec, settings, on_demand)
+    return {
+        "apiVersion": api_version_of("Pod"),
+        "kind": "Pod",
+        "metadata": _metadata(ctx, settings, attempt_name(ctx.name, attempt), attempt=attempt),
+        "spec": spec,
+    }

@@ -1,0 +1,157 @@
+"""One watch on the build pods per worker, feeding a Redis cache and waking the builds they belong to.
+
+Pool processes read pod state from the cache instead of asking the API server, so the requests a
+build costs do not grow with how long it runs, and a pod event (ready, agent finished, evicted)
+wakes the build's waiting step at once instead of at its next timed look.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from celery import Celery
+from redis import Redis
+
+from dispatch.send import send
+from schemas.record import Step
+from schemas.settings import Settings
+from store import keys
+from store.builds import BuildStore
+from store.connection import as_text, connect
+from workers.backends.kubernetes.names import BUILD_LABEL, SELECTOR
+from workers.backends.kubernetes.pod_state import wake_signal
+
+log = logging.getLogger("podci.k8s.watch")
+GONE = "gone"
+_TTL = 2 * 24 * 3600
+
+
+class PodCache:
+    """`keys.pod(name)` holds the pod's last JSON from the watch, or `gone` once deleted.
+
+    `keys.PODS_keys.PODS_LIVE` is the set of pods cached as existing. A DELETED event can be missed (every
+    watcher down, or Redis down when it came), and a list shows only the pods that exist; the set lets
+    a watcher that lists again find the pods that went meanwhile, which would otherwise stay "running"
+    in the cache for good and leave their builds waiting on them."""
+
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+
+    def put(self, pod: dict[str, Any]) -> None:
+        name = pod["metadata"]["name"]
+        with self.redis.pipeline() as pipe:
+            pipe.set(keys.pod(name), json.dumps(pod), ex=_TTL)
+            pipe.sadd(keys.PODS_LIVE, name)
+            pipe.execute()
+
+    def gone(self, name: str) -> None:
+        with self.redis.pipeline() as pipe:
+            pipe.set(keys.pod(name), GONE, ex=_TTL)
+            pipe.srem(keys.PODS_LIVE, name)
+            pipe.execute()
+
+    def live(self) -> set[str]:
+        """The pods cached as existing."""
+        return {as_text(m) for m in self.redis.smembers(keys.PODS_LIVE)}
+
+    def get(self, name: str) -> tuple[bool, dict[str, Any] | None]:
+        """(known, pod): known False means the watch has not seen it yet; pod None means deleted."""
+        raw = self.redis.get(keys.pod(name))
+        if raw is None:
+            return False, None
+        text = as_text(raw)
+        return True, (None if text == GONE else json.loads(text))
+
+
+class PodWatcher:
+    """List, then watch from the list's resourceVersion; on 410 or any error, list again."""
+
+    def __init__(self, api: Any, cache: PodCache, wake: Callable[[str], None], timeout: int = 300) -> None:
+        self.api, self.cache, self.wake, self.timeout = api, cache, wake, timeout
+        self.stopped = threading.Event()
+        self.signals: dict[str, tuple[Any, ...]] = {}  # pod name -> its last wake_signal
+
+    def start(self) -> threading.Thread:
+        thread = threading.Thread(target=self.run, name="podci-pod-watch", daemon=True)
+        thread.start()
+        return thread
+
+    def run(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                self._list_and_watch()
+            except Exception as exc:  # the watch must outlive any API trouble
+                log.warning("pod watch interrupted (%s: %s); listing again", type(exc).__name__, exc)
+                self.stopped.wait(1)  # a watcher thread, not a task: pausing here holds no worker slot
+
+    def _list_and_watch(self) -> None:
+        # Read before listing: a pod cached as existing was created before this read, so if the list
+        # (a consistent read, made after) lacks it, it was deleted while no watch saw it. A pod created
+        # after this read is in neither, and may be in the list: the order is what makes this safe with
+        # other workers' watchers writing the same cache.
+        cached = self.cache.live()
+        pods, version = self.api.list_with_version("pods", SELECTOR)
+        listed = {pod["metadata"]["name"] for pod in pods}
+        self.signals = {name: signal for name, signal in self.signals.items() if name in listed}
+        for name in cached - listed:
+            self._vanished(name)
+        for pod in pods:
+            self._seen("MODIFIED", pod)
+        while not self.stopped.is_set():
+            for kind, obj in self.api.watch_pods(SELECTOR, version, self.timeout):
+                if kind == "ERROR":
+                    return  # too old (410): list again
+                version = obj["metadata"].get("resourceVersion", version)
+                self._seen(kind, obj)
+
+    def _vanished(self, name: str) -> None:
+        """A pod deleted while nobody watched: as its DELETED event would have, mark it gone and wake
+        its build (named by the labels of the pod as last cached)."""
+        _, last = self.cache.get(name)
+        metadata = (last or {}).get("metadata") or {"name": name}
+        log.info("pod %s was deleted while no watch saw it", name)
+        self._seen("DELETED", {"metadata": {**metadata, "name": name}})
+
+    def _seen(self, kind: str, pod: dict[str, Any]) -> None:
+        """Cache every event; wake the build only when the pod's wake signal changed (or it is gone)."""
+        name = pod["metadata"]["name"]
+        if kind == "DELETED":
+            self.cache.gone(name)
+            self.signals.pop(name, None)
+            changed = True
+        else:
+            self.cache.put(pod)
+            signal = wake_signal(pod)
+            changed = self.signals.get(name) != signal
+            self.signals[name] = signal
+        build = (pod["metadata"].get("labels") or {}).get(BUILD_LABEL)
+        if build and changed:
+            self.wake(build)
+
+
+WAKEABLE = (Step.wait_setup, Step.run_tests, Step.teardown)
+
+
+def start_pod_watch(app: Celery, settings: Settings) -> PodWatcher:
+    """One watch per worker, in its main process (started after the pool has forked), waking builds
+    whose pods changed."""
+    from workers.backends.kubernetes.api import KubeApi
+
+    redis = connect(settings.require_redis_url())
+    store = BuildStore(redis)
+
+    def wake(build_id: str) -> None:
+        # Sending the current step with the current seq is safe: if a timed look is also queued,
+        # both run, one wins the compare-and-set, the other finds the build moved on.
+        record = store.get(build_id)
+        if record is not None and not record.complete and record.step in WAKEABLE:
+            send(app, record.step, build_id, record.seq, store=store)
+
+    watcher = PodWatcher(KubeApi(settings), PodCache(redis), wake)
+    watcher.start()
+    log.info("watching build pods in namespace %s", settings.kube_namespace)
+    return watcher

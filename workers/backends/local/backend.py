@@ -1,0 +1,280 @@
+"""The local backend: a build's pod as process groups on this machine.
+
+Kubernetes object -> what it becomes here:
+- Service: a free local port per declared container port, leased by a file in `ports/` so two builds
+  never get the same one; containers find them in `PODCI_PORT_<NAME>` (use `$(PODCI_PORT_<NAME>)` in
+  `args`, as Kubernetes expands it too).
+- PV/PVC: the directory `builds/<name>/volume`, holding a clone of the merge commit: the workspace.
+- Pod: one detached process group per container (see `proc`); images are not pulled.
+Everything of a build is found again by its name, so teardown works after any crash.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+from schemas.record import BuildState
+from schemas.repo_config import Container, Probe
+from workers.backends.base import BuildContext, SetupStatus, TestStatus
+from workers.backends.local.env import container_argv, container_env, resolve_probe_port
+from workers.backends.ports import port_env, port_key
+from workers.errors import PermanentError
+from workers.gitops import git
+from workers.logfiles import log_files, write_atomic
+from workers.logfiles import tail as last_lines
+
+log = logging.getLogger(__name__)
+_BASE_ENV_KEYS = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ")
+TESTS = "tests"  # the test command's process key; containers are keyed `containers/<name>`
+
+
+class LocalBackend:
+    name = "local"
+
+    def __init__(self, state_dir: Path, teardown_grace: float = 3.0, log_tail_lines: int = 40) -> None:
+        self.root = state_dir / "builds"
+        self.leases = state_dir / "ports"
+        self.grace = teardown_grace
+        self.tail_lines = log_tail_lines
+        self._warned_images = False
+
+    # --- paths -----------------------------------------------------------------------------------
+    def _dir(self, name: str) -> Path:
+        return self.root / name
+
+    def _volume(self, name: str) -> Path:
+        return self._dir(name) / "volume"
+
+    def _pidfile(self, name: str, key: str) -> Path:
+        return self._dir(name) / "proc" / f"{key}.pid"
+
+    def _exitfile(self, name: str, key: str) -> Path:
+        return self._dir(name) / "proc" / f"{key}.exit"
+
+    @staticmethod
+    def _container_key(container: Container) -> str:
+        return f"containers/{container.name}"
+
+    # --- Service ---------------------------------------------------------------------------------
+    def _ports(self, name: str) -> dict[str, int]:
+        path = self._dir(name) / "service.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def _lease_port(self, name: str) -> int:
+        self.leases.mkdir(parents=True, exist_ok=True)
+        for _ in range(100):
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", 0))
+                port = int(sock.getsockname()[1])
+            try:
+                fd = os.open(self.leases / str(port), os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                continue
+            os.write(fd, name.encode())
+            os.close(fd)
+            return port
+        raise PermanentError("no free local port could be leased after 100 tries")
+
+    def create_service(self, ctx: BuildContext) -> str:
+        if not (ports := self._ports(ctx.name)):
+            for container in ctx.pod.containers:
+                for declared in container.ports:
+                    ports[port_key(container, declared.name, declared.container_port)] = self._lease_port(
+                        ctx.name
+                    )
+            self._dir(ctx.name).mkdir(parents=True, exist_ok=True)
+            write_atomic(self._dir(ctx.name) / "service.json", json.dumps(ports))
+        shown = ", ".join(f"{k}=127.0.0.1:{p}" for k, p in ports.items()) or "no ports declared"
+        return f"service {ctx.name}: {shown}"
+
+    # --- volume ----------------------------------------------------------------------------------
+    def create_volume(self, ctx: BuildContext) -> str:
+        volume = self._volume(ctx.name)
+        if not (volume / ".git").exists():
+            shutil.rmtree(volume, ignore_errors=True)
+            volume.parent.mkdir(parents=True, exist_ok=True)
+            subprocess.run(
+                ["git", "clone", "--quiet", "--no-checkout", "--", str(ctx.checkout_dir), str(volume)],
+                check=True,
+                capture_output=True,
+            )
+        git(volume, "checkout", "--quiet", "--force", "--detach", ctx.merge_commit)
+        return f"volume {ctx.name}: {volume} at {ctx.merge_commit[:12]}"
+
+    # --- pod -------------------------------------------------------------------------------------
+    def _podci_env(self, ctx: BuildContext) -> dict[str, str]:
+        return {
+            "PODCI_BUILD": ctx.name,
+            "PODCI_WORKSPACE": str(self._volume(ctx.name)),
+            "PODCI_HOST": "127.0.0.1",
+            "JOB_NAME": ctx.job,
+            "BUILD_NUMBER": str(ctx.number),
+            **port_env(self._ports(ctx.name)),
+        }
+
+    def _env(self, ctx: BuildContext, container: Container) -> dict[str, str]:
+        base = {k: os.environ[k] for k in _BASE_ENV_KEYS if k in os.environ}
+        base["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), base.get("PATH", "/usr/bin:/bin")])
+        return container_env(container, base, self._podci_env(ctx))
+
+    def _launch(self, ctx: BuildContext, key: str, argv: list[str], env: dict[str, str]) -> None:
+        if self._pidfile(ctx.name, key).exists():
+            return
+        self._pidfile(ctx.name, key).parent.mkdir(parents=True, exist_ok=True)
+        (ctx.log_dir / key).parent.mkdir(parents=True, exist_ok=True)
+        proc = subprocess.run(
+            [
+                sys.executable, "-m", "workers.backends.local.proc",
+                "--pidfile", str(self._pidfile(ctx.name, key)),
+                "--exit-file", str(self._exitfile(ctx.name, key)),
+                "--log", str(ctx.log_dir / f"{key}.log"),
+                "--cwd", str(self._volume(ctx.name)),
+                "--env-json", json.dumps(env),
+                "--", *argv,
+            ],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if proc.returncode != 0:
+            reason = proc.stdout.strip().removeprefix("error ") or proc.stderr.strip()[-300:]
+            raise PermanentError(f"`{key}` of pod {ctx.name} did not start: {reason}")
+
+    def create_pod(self, ctx: BuildContext) -> str:
+        if not self._warned_images:
+            log.warning("local backend: container images are not pulled; commands run on this machine")
+            self._warned_images = True
+        for container in ctx.pod.containers:
+            env = self._env(ctx, container)
+            self._launch(ctx, self._container_key(container), container_argv(container, env), env)
+        names = ", ".join(c.name for c in ctx.pod.containers)
+        return f"pod {ctx.name}: started {names} (local processes; images not pulled)"
+
+    # --- waiting ---------------------------------------------------------------------------------
+    def _exit_code(self, name: str, key: str) -> int | None:
+        path = self._exitfile(name, key)
+        return int(path.read_text()) if path.exists() else None
+
+    def _probe(self, ctx: BuildContext, container: Container, probe: Probe) -> bool:
+        if probe.tcp_socket is not None:
+            port = resolve_probe_port(container, probe.tcp_socket.port, self._ports(ctx.name))
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=probe.timeout_seconds):
+                    return True
+            except OSError:
+                return False
+        if probe.exec_ is not None:
+            env = self._env(ctx, container)
+            try:
+                done = subprocess.run(
+                    probe.exec_.command, cwd=self._volume(ctx.name), env=env, capture_output=True,
+                    timeout=probe.timeout_seconds, check=False,
+                )  # fmt: skip
+            except (OSError, subprocess.TimeoutExpired):
+                return False
+            return done.returncode == 0
+        return True  # httpGet and others: not checked locally, counted as passing
+
+    def setup_status(self, ctx: BuildContext) -> SetupStatus:
+        for container in ctx.pod.containers:
+            key = self._container_key(container)
+            code = self._exit_code(ctx.name, key)
+            if code is not None:
+                tail = last_lines(ctx.log_dir / f"{key}.log", self.tail_lines)
+                return SetupStatus(False, "", f"container `{container.name}` exited with code {code} "
+                                   f"before setup completed; its last output:\n{tail}")  # fmt: skip
+        setup = ctx.config.setup
+        if setup.file is not None:
+            ready = (self._volume(ctx.name) / setup.file).exists()
+            return SetupStatus(ready, f"waiting for {setup.file}" if not ready else f"{setup.file} exists")
+        waiting = [
+            c.name
+            for c in ctx.pod.containers
+            if c.readiness_probe and not self._probe(ctx, c, c.readiness_probe)
+        ]
+        if waiting:
+            return SetupStatus(False, "not ready yet: " + ", ".join(waiting))
+        return SetupStatus(True, "all containers ready")
+
+    def start_tests(self, ctx: BuildContext) -> None:
+        container = ctx.pod.container(ctx.config.test.container)
+        assert container is not None  # checked when the config was loaded
+        self._launch(ctx, TESTS, ctx.config.test.argv(), self._env(ctx, container))
+
+    def test_status(self, ctx: BuildContext) -> TestStatus | None:
+        code = self._exit_code(ctx.name, TESTS)
+        if code is not None:
+            return TestStatus(code, ctx.log_dir / f"{TESTS}.log")
+        pidfile = self._pidfile(ctx.name, TESTS)
+        if (
+            pidfile.exists()
+            and not _group_alive(int(pidfile.read_text()))
+            and self._exit_code(ctx.name, TESTS) is None
+        ):
+            raise PermanentError("the test process vanished without an exit code (killed from outside?)")
+        return None
+
+    def workspace_file(self, ctx: BuildContext, path: str) -> bytes | None:
+        volume = self._volume(ctx.name).resolve()
+        target = (volume / path).resolve()
+        if not target.is_relative_to(volume) or not target.is_file():
+            return None
+        return target.read_bytes()
+
+    def logs(self, name: str, log_dir: Path) -> dict[str, Path]:
+        # Containers and the test command already write straight into `log_dir`.
+        return log_files(log_dir)
+
+    # --- teardown --------------------------------------------------------------------------------
+    def kept_until(self, state: BuildState, now: datetime) -> datetime | None:
+        """Never: a kept process group would hold its ports, and the workspace is a plain directory."""
+        return None
+
+    def leftover_names(self) -> list[str]:
+        """Builds that still have a directory here (teardown removes it)."""
+        return sorted(p.name for p in self.root.iterdir()) if self.root.is_dir() else []
+
+    def teardown(self, name: str, keep_pods: bool = False) -> str:
+        groups = [int(p.read_text()) for p in (self._dir(name) / "proc").rglob("*.pid")]
+        live = [g for g in groups if _group_alive(g)]
+        _signal_groups(live, signal.SIGTERM)
+        deadline = time.monotonic() + self.grace
+        while any(_group_alive(g) for g in live) and time.monotonic() < deadline:
+            time.sleep(0.05)  # a short, bounded grace for processes to exit cleanly
+        killed = [g for g in live if _group_alive(g)]
+        _signal_groups(killed, signal.SIGKILL)
+        released = 0
+        for lease in self.leases.glob("*") if self.leases.exists() else []:
+            if lease.read_text() == name:
+                lease.unlink(missing_ok=True)
+                released += 1
+        shutil.rmtree(self._dir(name), ignore_errors=True)
+        return f"stopped {len(live)} process group(s) ({len(killed)} killed), released {released} port(s)"
+
+
+def _group_alive(group: int) -> bool:
+    """Any process of the group still running (zombies do not count)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == group and fields[0] != "Z":
+            return True
+    return False
+
+
+def _signal_groups(groups: list[int], sig: signal.Signals) -> None:
+    for group in groups:
+        try:
+            os.killpg(group, sig)
+        except (ProcessLookupError, PermissionError):
+            pass

@@ -1,0 +1,73 @@
+"""Start one command detached from the worker, the way a container outlives whoever created it.
+
+Run as `python -m workers.backends.local.proc --pidfile P --exit-file E --log L --cwd W
+--env-json J -- CMD...`. It forks; the child leads a new session (so teardown can kill the whole
+group), starts CMD with exactly the environment in J, writes its own pid to P, then waits and writes
+CMD's exit code to E. The parent returns as soon as CMD has started, printing `ok PID` or
+`error MESSAGE`. Because the child is not the worker's, a worker killed mid-build leaves its builds'
+processes running for the next worker to find.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from workers.logfiles import write_atomic
+
+
+def _child(args: argparse.Namespace, report: int) -> None:
+    os.setsid()
+    env = json.loads(args.env_json)
+    with open(args.log, "ab", buffering=0) as log:
+        try:
+            proc = subprocess.Popen(
+                args.cmd,
+                cwd=args.cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        except OSError as exc:
+            os.write(report, f"error cannot start {args.cmd[0]!r}: {exc.strerror}".encode())
+            os._exit(127)
+        write_atomic(Path(args.pidfile), str(os.getpid()))
+        os.write(report, f"ok {os.getpid()}".encode())
+        os.close(report)
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(devnull, fd)
+        code = proc.wait()
+    write_atomic(Path(args.exit_file), str(code))
+    os._exit(0)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="workers.backends.local.proc")
+    for flag in ("--pidfile", "--exit-file", "--log", "--cwd", "--env-json"):
+        parser.add_argument(flag, required=True)
+    parser.add_argument("cmd", nargs="+")
+    args = parser.parse_args(argv)
+    read, write = os.pipe()
+    if os.fork() == 0:
+        os.close(read)
+        try:
+            _child(args, write)
+        finally:
+            os._exit(1)
+    os.close(write)
+    chunks = []
+    while chunk := os.read(read, 4096):
+        chunks.append(chunk)
+    message = b"".join(chunks).decode() or "error the process launcher died before starting the command"
+    print(message)
+    return 0 if message.startswith("ok ") else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

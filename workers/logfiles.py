@@ -1,0 +1,27 @@
+"""A build's log files: written whole, listed, and their last lines for records and error reasons."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+
+def log_files(log_dir: Path) -> dict[str, Path]:
+    """Every log kept for a build, by name relative to its log directory (`containers/web`)."""
+    return {str(p.relative_to(log_dir).with_suffix("")): p for p in sorted(log_dir.rglob("*.log"))}
+
+
+def tail(path: Path, lines: int) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except FileNotFoundError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Readers see the old content or the new, never a half-written file; two writers may race."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
