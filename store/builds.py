@@ -199,8 +199,9 @@ class BuildStore:
             self.redis.zadd(REPORT_DUE, {build_id: when})
 
     def push_due(self, build_id: str, when: float) -> None:
-        """Move the build's due time (only while it has one: a complete build has none)."""
-        self.redis.zadd(DUE, {build_id: when}, xx=True)
+        """Move the build's due time later (only while it has one: a complete build has none). Never
+        earlier: a step's lease renewal must not undo a later due time set for its retry."""
+        self.redis.zadd(DUE, {build_id: when}, xx=True, gt=True)
 
     def drop_due(self, build_id: str) -> None:
         self.redis.zrem(DUE, build_id)

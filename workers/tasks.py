@@ -30,6 +30,7 @@ from store.builds import BuildStore
 from workers import pipeline
 from workers.errors import PermanentError, TransientError
 from workers.gc import collect_garbage
+from workers.lease import lease
 from workers.notify import notify, notify_all, resend_reports
 from workers.pipeline import Outcome, Relaunch, Stop, Wait, waited
 from workers.process import ProcessResources
@@ -97,7 +98,11 @@ def run_step(app: Celery, proc: ProcessResources, step: Step, build_id: str, seq
             return "stale"
         if was_queued:
             notify_all(app, proc, record)  # INPROGRESS
-    outcome = early or _attempt(proc, step, record, task)
+    if early is not None:
+        outcome: Outcome = early
+    else:
+        with lease(store, build_id, settings.stall_grace):
+            outcome = _attempt(proc, step, record, task)
     delay = 0.0
     if isinstance(outcome, Wait):
         since = record.step_record(step).started or record.created
