@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from pathlib import Path
 
-from tests.helpers import Repo, git
-from workers.backends.k8s_names import AGENT_SCRIPT, CHECKOUT_SCRIPT, EXIT_MARK, START_TESTS_SCRIPT
+from testkit.gitrepo import Repo, git
+from workers.backends.kubernetes.names import AGENT_SCRIPT, CHECKOUT_SCRIPT, EXIT_MARK, START_TESTS_SCRIPT
 
 
 def run_checkout(workspace: Path, **env: str) -> subprocess.CompletedProcess[str]:
@@ -56,13 +55,17 @@ def test_tests_run_detached_and_the_agent_reports_their_exit(tmp_path: Path) -> 
     agent = subprocess.Popen(
         ["sh", "-c", AGENT_SCRIPT, "podci-agent", str(ws)], stdout=subprocess.PIPE, text=True
     )
-    argv = ["sh", "-c", 'echo "running $1"; exit 3', "t", "$(touch pwned)"]
-    started = time.monotonic()
-    start = subprocess.run(["sh", "-c", START_TESTS_SCRIPT, "podci-tests", str(ws), *argv], timeout=10)
-    assert start.returncode == 0 and time.monotonic() - started < 5
-    again = subprocess.run(["sh", "-c", START_TESTS_SCRIPT, "podci-tests", str(ws), "false"], timeout=10)
+    # The tests wait for a gate this test opens only after the start script has returned: a script that
+    # waited for the tests would never return (and time out), so returning proves they run detached.
+    gate = tmp_path / "gate"
+    argv = ["sh", "-c", 'while [ ! -e "$0" ]; do sleep 0.05; done; echo "running $1"; exit 3', str(gate),
+            "$(touch pwned)"]  # fmt: skip
+    start = subprocess.run(["sh", "-c", START_TESTS_SCRIPT, "podci-tests", str(ws), *argv], timeout=60)
+    assert start.returncode == 0
+    again = subprocess.run(["sh", "-c", START_TESTS_SCRIPT, "podci-tests", str(ws), "false"], timeout=60)
     assert again.returncode == 0  # started once only
-    out, _ = agent.communicate(timeout=15)
+    gate.touch()
+    out, _ = agent.communicate(timeout=60)
     lines = out.strip().splitlines()
     assert lines == ["running $(touch pwned)", f"{EXIT_MARK} 3"]
     assert not (ws / "pwned").exists()
