@@ -34,6 +34,7 @@ PARTS: dict[str, tuple[str, list[str], list[str]]] = {
     ),
     "intake": ("bench.intake", [], ["--requests", "2000"]),
     "pipeline": ("bench.pipeline_rate", [], ["--builds", "10"]),  # the local backend, for comparison
+    "delivery": ("bench.delivery", ["--megabytes", "200"], ["--megabytes", "20"]),
     "faults": ("bench.faults", ["all"], ["all", "--builds", "20"]),
     "fuzz": ("bench.fuzz", [], ["--bodies", "2000"]),
 }
@@ -72,6 +73,11 @@ def targets(results: dict[str, Any]) -> list[tuple[str, Any, str, bool | None]]:
         row("worker RSS total MiB then", "inflight", "worker_rss_total_mib", "< 1024", lambda v: v < 1024),
         row("worker PSS total MiB then", "inflight", "worker_pss_total_mib", "", None),
         row("Redis bytes per build in flight", "inflight", "redis_bytes_per_build_in_flight", "", None),
+        row("delivery: bundle MB", "delivery", "bundle_mb", "", None),
+        row("delivery: bundle s", "delivery", "bundle_s", "", None),
+        row("delivery: stream MB/s to the fake", "delivery", "stream_mb_per_s", "", None),
+        row("delivery: worker RSS growth MiB", "delivery", "worker_peak_rss_growth_mib_while_streaming",
+            "< 64", lambda v: v < 64),
         row("intake requests per second", "intake", "requests_per_second", ">= 1000", lambda v: v >= 1000),
         row("intake p99 ms", "intake", "latency_p99_ms", "< 50", lambda v: v < 50),
         row("fuzz: bodies sent", "fuzz", "bodies_total", ">= 10000", lambda v: v >= 10_000),

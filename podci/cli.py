@@ -31,6 +31,24 @@ from store.connection import connect
 EXIT_CODES = {BuildState.succeeded: 0, BuildState.failed: 1}
 
 
+class Unusable(click.ClickException):
+    """The configured backend cannot run builds (no cluster, unreachable, missing rights): exit 2, as a
+    build ending in `error` does, with the sentence that says why."""
+
+    exit_code = 2
+
+
+def check_backend(settings: Settings) -> str:
+    """Before anything else, so a command that cannot work says so at once instead of hanging."""
+    from workers.backends import backend_type
+    from workers.errors import PermanentError, TransientError
+
+    try:
+        return backend_type(settings.backend).check(settings)
+    except (PermanentError, TransientError) as exc:
+        raise Unusable(str(exc)) from None
+
+
 def load_settings(**overrides: object) -> Settings:
     try:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
@@ -93,7 +111,7 @@ def _request(settings: Settings, repo: Path | None, source: str | None, target: 
 def _clone_url(repo: Path, settings: Settings) -> str:
     from workers.backends import backend_type
 
-    return backend_type(settings.backend).local_repo_url(repo)
+    return backend_type(settings.backend).local_repo_url(settings, repo)
 
 
 @cli.command()
@@ -113,6 +131,7 @@ def run(repo: Path | None, source: str | None, target: str | None, backend: str 
     """
     settings = load_settings(backend=backend)
     console = Console(stderr=as_json)
+    check_backend(settings)
     request = _request(settings, repo, source, target, job)
     with ExitStack() as stack:
         url, embedded = stack.enter_context(redis_url(settings))
@@ -157,7 +176,10 @@ def _abort(settings: Settings, store: BuildStore, record: BuildRecord) -> None:
 
     from workers.backends import make_backend
 
-    make_backend(settings, store.redis).teardown(record.name)
+    try:
+        make_backend(settings, store.redis).teardown(record.name)
+    except Exception as exc:  # the user is leaving: say what could not be removed, never a traceback
+        click.echo(f"could not remove everything of build {record.id}: {exc}; `podci gc` will", err=True)
     shutil.rmtree(settings.checkouts_dir / record.name, ignore_errors=True)
 
 
@@ -188,6 +210,7 @@ def up(port: int, flower_port: int) -> None:
     Redis when PODCI_REDIS_URL is not set."""
     settings = load_settings()
     console = Console()
+    check_backend(settings)
     with ExitStack() as stack:
         url, embedded = stack.enter_context(redis_url(settings))
         env = {**os.environ, "PODCI_REDIS_URL": url, "PODCI_STATE_DIR": str(settings.state_dir)}
@@ -241,6 +264,7 @@ def worker(concurrency: int | None, beat: bool, loglevel: str) -> None:
     from workers.app import make_worker_app
 
     settings = load_settings(worker_concurrency=concurrency)
+    check_backend(settings)
     app = make_worker_app(settings)
     argv = [
         "worker", "--queues", f"{QUEUE_STEPS},{QUEUE_NEW}", "--loglevel", loglevel,
@@ -341,6 +365,7 @@ def gc(dry_run: bool) -> None:
     from workers.gc import collect_garbage
 
     settings = load_settings()
+    check_backend(settings)
     with redis_url(settings) as (url, _):
         gone = collect_garbage(settings, BuildStore(connect(url)), dry_run=dry_run)
     for item in gone:

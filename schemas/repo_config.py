@@ -131,6 +131,7 @@ class Container(_Loose):
     image: str = Field(min_length=1)
     command: list[str] | None = None
     args: list[str] | None = None
+    working_dir: str | None = Field(default=None, alias="workingDir", pattern=r"^/")
     env: list[EnvVar] = []
     ports: list[ContainerPort] = []
     readiness_probe: Probe | None = Field(default=None, alias="readinessProbe")

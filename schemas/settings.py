@@ -42,7 +42,10 @@ class Settings(BaseSettings):
 
     # --- the Kubernetes backend ---
     kube_context: str | None = Field(default=None, description="kubeconfig context; in a pod: in-cluster")
-    kube_namespace: str = Field(default="podci-builds", description="where build objects are created")
+    kube_namespace: str | None = Field(
+        default=None,
+        description="where build objects are created; unset: the kubeconfig context's, in a pod its own",
+    )
     kube_version: str = Field(default="1.30.0", description="Kubernetes version objects are checked against")
     kube_storage_class: str | None = Field(default=None, description="for dynamically provisioned volumes")
     kube_static_volumes: Literal["none", "nfs", "hostpath"] = "none"
@@ -60,6 +63,13 @@ class Settings(BaseSettings):
     kube_allow_host_path: bool = False
     kube_agent_image: str = "busybox:1.36"
     kube_git_image: str = "alpine/git:2.45.2"
+    # How the code reaches the pod: `bundle` streams the worker's merge in through the API (the pod
+    # needs no git credentials and no egress); `clone` lets the pod fetch it itself, for repositories
+    # too large to stream, with the credentials in `kube_git_credentials_secret`.
+    kube_code_delivery: Literal["bundle", "clone"] = "bundle"
+    kube_git_credentials_secret: str | None = Field(
+        default=None, description="a Secret whose key `git-credentials` the pod's git uses (clone only)"
+    )
     kube_keep_failed_pod_minutes: int = Field(default=0, ge=0)
     kube_gc_ttl_hours: float = Field(default=24, gt=0)
 

@@ -82,6 +82,11 @@ def pod(name: str) -> str:
     return f"{K8S}:pod:{name}"
 
 
+def code_delivered(pod_name: str) -> str:
+    """string `sending` | `sent`: the worker's code was streamed into the pod's checkout container."""
+    return f"{K8S}:code-delivered:{pod_name}"
+
+
 def tests_started(pod_name: str) -> str:
     """string `starting` | `started`: the exec that starts a pod's tests ran (once per pod)."""
     return f"{K8S}:tests-started:{pod_name}"
@@ -110,6 +115,16 @@ def teardown_sent(build_name: str) -> str:
 def teardown_pods(build_name: str) -> str:
     """set: the pods teardown deleted and waits to see gone."""
     return f"{K8S}:teardown-pods:{build_name}"
+
+
+def teardown_node(build_name: str) -> str:
+    """string: the node the build's pods ran on (where a hostPath workspace is)."""
+    return f"{K8S}:teardown-node:{build_name}"
+
+
+def workspace_removed(build_name: str) -> str:
+    """string: the cleanup pod removed the build's directory from its static volume."""
+    return f"{K8S}:workspace-removed:{build_name}"
 
 
 def teardown_check(build_name: str) -> str:

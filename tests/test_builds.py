@@ -10,6 +10,8 @@ from celery import Celery
 from redis import Redis
 
 from dispatch.app import QUEUE_NEW, make_app
+from dispatch.reconcile import reconcile
+from dispatch.send import send
 from dispatch.submit import submit
 from podci.example import example_repo
 from schemas.record import BuildState, StepState
@@ -19,7 +21,6 @@ from store.builds import DUE, BuildStore
 from testkit.gitrepo import Repo
 from tests.helpers import Worker, leftovers, wait_for
 from tests.test_webhooks import other_db
-from workers.tasks import reconcile, send
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -91,7 +92,8 @@ def test_setup_that_never_completes_errors_after_its_timeout(app, store, setting
     repo = Repo(tmp_path / "stuck", {".podci.yml": config})
     record = build(app, store, settings, request(repo.path, "main", target=None))
     assert record.state is BuildState.error
-    assert record.reason.startswith("setup did not complete within 2 s (waiting for .never-there)")
+    assert record.reason.startswith("setup did not complete within 2 s (waiting for .never-there; ")
+    assert "`counter` last said: counter listening on 0.0.0.0:" in record.reason
     assert record.step_record("wait_setup").checks >= 2  # it looked several times, sleeping in none
     assert leftovers(settings.state_dir, record) == []
 
@@ -289,3 +291,41 @@ def test_junit_report_lands_in_the_record(app, store, settings, tmp_path) -> Non
     ]
     assert set(record.logs) == {"tests", "containers/tests"}
     assert all(Path(path).is_file() for path in record.logs.values())
+
+
+WORKDIR_CONFIG = """\
+test:
+  container: app
+  command: "test -f sub/started"
+setup:
+  file: sub/started
+"""
+
+
+def workdir_pod(working_dir: str) -> str:
+    return f"""\
+containers:
+  - name: app
+    image: alpine:3.20
+    workingDir: {working_dir}
+    command: [sh, -c, "touch started; exec sleep 600"]
+"""
+
+
+def test_a_working_dir_in_the_workspace_is_where_the_container_runs(app, store, settings, tmp_path) -> None:
+    files = {".podci.yml": WORKDIR_CONFIG, ".podci/pod.yaml": workdir_pod("/workspace/sub"), "sub/.keep": ""}
+    repo = Repo(tmp_path / "workdir", files, from_example=False)
+    record = build(app, store, settings, request(repo.path, "main", target=None))
+    assert record.state is BuildState.succeeded, record.reason
+    assert leftovers(settings.state_dir, record) == []
+
+
+def test_a_working_dir_outside_the_workspace_is_refused_on_the_local_backend(
+    app, store, settings, tmp_path
+) -> None:
+    files = {".podci.yml": WORKDIR_CONFIG, ".podci/pod.yaml": workdir_pod("/app"), "sub/.keep": ""}
+    repo = Repo(tmp_path / "elsewhere", files, from_example=False)
+    record = build(app, store, settings, request(repo.path, "main", target=None))
+    assert record.state is BuildState.error
+    assert "container `app` names `workingDir: /app`, outside the workspace (/workspace)" in record.reason
+    assert leftovers(settings.state_dir, record) == []

@@ -819,3 +819,86 @@ def test_volume_markers_model_the_real_start_script_on_a_reused_volume(v1: Any, 
     assert run(v1, "b-25-a2", "rm", "-f", f"{WS}/.podci/tests.started")[0] == 0
     assert start_tests(v1, "b-25-a2", "pytest") == 0
     wait_pod(v1, "b-25-a2", agent_done)
+
+
+# -- what a real node would not run ----------------------------------------------------------------------
+
+
+def plain_pod(name: str, container: client.V1Container) -> client.V1Pod:
+    return client.V1Pod(
+        api_version="v1",
+        kind="Pod",
+        metadata=client.V1ObjectMeta(name=name, labels={BUILD_LABEL: name}),
+        spec=client.V1PodSpec(restart_policy="Never", containers=[container]),
+    )
+
+
+def test_a_relative_file_without_a_working_dir_fails_as_in_an_image_rooted_at_slash(v1: Any) -> None:
+    bare = client.V1Container(name="svc", image="python:3.12-slim", command=["python3", "service/counter.py"])
+    v1.create_namespaced_pod(NS, plain_pod("b-30", bare))
+    failed = wait_pod(v1, "b-30", lambda p: p.status.phase == "Failed")
+    ended = container_status(failed, "svc").state.terminated
+    assert ended.exit_code == 2
+    assert "can't open file '//service/counter.py'" in ended.message
+    placed = client.V1Container(
+        name="svc", image="python:3.12-slim", command=["python3", "service/counter.py"], working_dir="/ws"
+    )
+    v1.create_namespaced_pod(NS, plain_pod("b-31", placed))
+    assert container_status(wait_pod(v1, "b-31", is_ready), "svc").state.running is not None
+
+
+def test_a_probe_on_a_loopback_only_port_is_refused_and_never_ready(v1: Any, cluster: FakeCluster) -> None:
+    probe = client.V1Probe(tcp_socket=client.V1TCPSocketAction(port=8080), period_seconds=1)
+    svc = client.V1Container(
+        name="svc", image="python:3.12-slim", command=["python3", "-m", "http.server", "--bind", "127.0.0.1"],
+        working_dir="/ws", readiness_probe=probe, ports=[client.V1ContainerPort(container_port=8080)],
+    )  # fmt: skip
+    v1.create_namespaced_pod(NS, plain_pod("b-32", svc))
+    running = wait_pod(v1, "b-32", lambda p: p.status.phase == "Running")
+    events = wait_until(
+        lambda: [e for e in v1.list_namespaced_event(NS, field_selector="involvedObject.name=b-32").items
+                 if e.reason == "Unhealthy"]
+    )  # fmt: skip
+    assert events[0].type == "Warning"
+    assert events[0].message == (
+        f"Readiness probe failed: dial tcp {running.status.pod_ip}:8080: connect: connection refused"
+    )
+    cluster.settle(0.5)
+    assert not container_status(v1.read_namespaced_pod("b-32", NS), "svc").ready
+
+
+def test_without_a_provisioner_a_claim_stays_pending_and_its_pod_unschedulable() -> None:
+    with FakeCluster(dynamic_provisioning=False) as cluster, serve(cluster) as url:
+        v1 = core_v1(url)
+        claim = client.V1PersistentVolumeClaim(
+            metadata=client.V1ObjectMeta(name="b-33"),
+            spec=client.V1PersistentVolumeClaimSpec(
+                access_modes=["ReadWriteOnce"],
+                resources=client.V1VolumeResourceRequirements(requests={"storage": "1Gi"}),
+            ),
+        )
+        v1.create_namespaced_persistent_volume_claim(NS, claim)
+        v1.create_namespaced_pod(NS, pod("b-33", claim="b-33"))
+        stuck = wait_pod(v1, "b-33", lambda p: condition(p, "PodScheduled").reason == "Unschedulable")
+        assert condition(stuck, "PodScheduled").message == (
+            "0/3 nodes are available: pod has unbound immediate PersistentVolumeClaims."
+        )
+        cluster.settle(0.3)
+        assert v1.read_namespaced_persistent_volume_claim("b-33", NS).status.phase == "Pending"
+
+
+def test_access_reviews_answer_what_rbac_allows(v1: Any, cluster: FakeCluster) -> None:
+    auth = client.AuthorizationV1Api(v1.api_client)
+
+    def allowed(verb: str, resource: str, subresource: str = "") -> bool:
+        review = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+                  "spec": {"resourceAttributes": {"namespace": NS, "verb": verb, "resource": resource,
+                                                  "subresource": subresource}}}  # fmt: skip
+        return bool(auth.create_self_subject_access_review(review).status.allowed)
+
+    assert allowed("create", "pods", "exec")
+    cluster.deny("create", "pods", "exec")
+    try:
+        assert not allowed("create", "pods", "exec") and allowed("create", "pods")
+    finally:
+        cluster.denied.clear()

@@ -7,6 +7,7 @@ import itertools
 import json
 import subprocess
 import sys
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from schemas.record import BuildRecord, BuildState, StepState
 from schemas.request import BuildRequest, Revision
 from schemas.settings import Settings
 from store.builds import BuildStore
-from testkit.fake_k8s import FakeCluster, core_v1, serve
+from testkit.fake_k8s import FakeCluster, core_v1, serve, write_kubeconfig
 from testkit.gitrepo import Repo
 from tests.conftest import FAST
 from tests.helpers import Worker, wait_for, wait_until
@@ -57,14 +58,7 @@ def kube(
     tmp = tmp_path_factory.mktemp("k8s")
     cluster = FakeCluster()
     with serve(cluster) as url:
-        kubeconfig = tmp / "kubeconfig"
-        context = {"cluster": "fake", "user": "podci", "namespace": NAMESPACE}
-        kubeconfig.write_text(yaml.safe_dump({
-            "apiVersion": "v1", "kind": "Config", "current-context": "fake",
-            "clusters": [{"name": "fake", "cluster": {"server": url}}],
-            "users": [{"name": "podci", "user": {"token": "unused"}}],
-            "contexts": [{"name": "fake", "context": context}],
-        }))  # fmt: skip
+        kubeconfig = write_kubeconfig(tmp / "kubeconfig", url, NAMESPACE)
         configured = other_db(settings, 9, backend="kubernetes", state_dir=tmp / "state")
         env = {
             **worker_env, **FAST, "PODCI_REDIS_URL": configured.require_redis_url(),
@@ -105,9 +99,15 @@ def start(
     return submit(kube.app, kube.store, kube.settings, request)
 
 
-def leftovers(kube: Kube, name: str) -> list[str]:
-    return [f"{kind}/{o['metadata']['name']}" for kind in KINDS
-            for o in kube.cluster.objects(kind, NAMESPACE, f"{BUILD_LABEL}={name}")]  # fmt: skip
+def leftovers(kube: Kube, name: str, deadline: float = 30) -> list[str]:
+    """What is left of the build once deletions it had accepted (a claim still terminating) are done."""
+    until = time.monotonic() + deadline
+    while True:
+        left = [f"{kind}/{o['metadata']['name']}" for kind in KINDS
+                for o in kube.cluster.objects(kind, NAMESPACE, f"{BUILD_LABEL}={name}")]  # fmt: skip
+        if not left or time.monotonic() > until:
+            return left
+        time.sleep(0.1)
 
 
 def test_passing_build_leaves_no_object(kube: Kube) -> None:
@@ -341,6 +341,18 @@ def _client(url: str) -> Any:
     from kubernetes import client
 
     return client.ApiClient(client.Configuration(host=url))
+
+
+def test_a_setup_that_times_out_says_what_the_kubelet_said(kube: Kube, tmp_path: Path) -> None:
+    config = (Path(__file__).parent.parent / "examples/webapp/.podci.yml").read_text()
+    repo = Repo(tmp_path / "refused", {".podci.yml": config.replace("setup: 60", "setup: 3")})
+    name = new_build(kube, "k8s-refused")
+    kube.cluster.listens_on_loopback(name, "counter")
+    record = wait_for(kube.store, start(kube, name, repo=repo).id, timeout=90)
+    assert record.state is BuildState.error
+    assert record.reason.startswith("setup did not complete within 3 s (container `counter` is not ready yet")
+    assert "Unhealthy: Readiness probe failed: dial tcp " in record.reason
+    assert leftovers(kube, name) == []
 
 
 def test_the_role_grants_exactly_the_verbs_used(kube: Kube) -> None:

@@ -4,6 +4,7 @@ official Kubernetes 1.30 schema (strict: no unknown field passes)."""
 from __future__ import annotations
 
 import copy
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,8 @@ from workers.backends.kubernetes.names import (
     BUILD_LABEL,
     CHECKOUT_CONTAINER,
     CHECKOUT_SCRIPT,
+    CLEANUP_SCRIPT,
+    CLONE_SCRIPT,
     JOB_LABEL,
     MANAGED_BY,
     WORKSPACE_VOLUME,
@@ -32,6 +35,7 @@ from workers.backends.kubernetes.objects import (
     AGENT_RESOURCES,
     api_version_of,
     labels,
+    make_cleanup_pod,
     make_pod,
     make_pv,
     make_pvc,
@@ -107,6 +111,7 @@ def context(
         source=source
         or Revision(clone_url="https://bitbucket.org/team/web.git", ref="feature/login", commit=SRC),
         target=target,
+        created=datetime(2026, 1, 1, tzinfo=UTC),
     )
 
 
@@ -240,7 +245,7 @@ PV_META = {k: v for k, v in META.items() if k != "namespace"}
                 "kube_storage_class": "x",
             },
             {"storageClassName": "", "volumeName": "web-7"},
-            {"hostPath": {"path": "/var/lib/podci/web-7", "type": "DirectoryOrCreate"}},
+            {"hostPath": {"path": "/var/lib/podci", "type": "DirectoryOrCreate"}},
         ),
     ],
     ids=["dynamic-default-class", "dynamic-named-class", "static-nfs", "static-hostpath"],
@@ -315,15 +320,7 @@ EXPECTED_POD: dict[str, Any] = {
                 "name": CHECKOUT_CONTAINER,
                 "image": "alpine/git:2.45.2",
                 "command": ["sh", "-c", CHECKOUT_SCRIPT],
-                "env": env(
-                    PODCI_WORKSPACE="/workspace",
-                    SOURCE_URL="https://bitbucket.org/team/web.git",
-                    SOURCE_REF="feature/login",
-                    SOURCE_COMMIT=SRC,
-                    TARGET_URL="https://bitbucket.org/team/web.git",
-                    TARGET_REF="main",
-                    TARGET_COMMIT=TGT,
-                ),
+                "env": env(PODCI_WORKSPACE="/workspace", MERGE_COMMIT="c" * 40, CODE_WAIT="300"),
                 "volumeMounts": [WS],
                 "terminationMessagePolicy": "FallbackToLogsOnError",
             }
@@ -338,6 +335,7 @@ EXPECTED_POD: dict[str, Any] = {
                     {"name": "DB_URL", "value": "postgres://$(PODCI_HOST):$(PODCI_PORT_DB)/t"},
                 ],
                 "volumeMounts": [{"name": "cache", "mountPath": "/cache"}, WS],
+                "workingDir": "/workspace",
             },
             {
                 "name": "db",
@@ -346,6 +344,7 @@ EXPECTED_POD: dict[str, Any] = {
                 "ports": [{"name": "db", "containerPort": 5432}, {"containerPort": 9187, "protocol": "UDP"}],
                 "env": PODCI_ENV,
                 "volumeMounts": [WS],
+                "workingDir": "/workspace",
             },
             {
                 "name": AGENT_CONTAINER,
@@ -387,6 +386,7 @@ def test_make_pod_whole_object_for_the_example_relaunched_on_demand() -> None:
     config, template = example()
     before = copy.deepcopy(template)
     settings = Settings(
+        kube_namespace="podci-builds",
         kube_on_demand_node_selector={"pool": "on-demand"},
         kube_node_selector={"pool": "spot"},
         kube_tolerations=[{"key": "spot", "operator": "Exists", "effect": "NoSchedule"}],
@@ -423,15 +423,7 @@ def test_make_pod_whole_object_for_the_example_relaunched_on_demand() -> None:
                     "name": CHECKOUT_CONTAINER,
                     "image": "alpine/git:2.45.2",
                     "command": ["sh", "-c", CHECKOUT_SCRIPT],
-                    "env": env(
-                        PODCI_WORKSPACE="/workspace",
-                        SOURCE_URL="/srv/git/webapp",
-                        SOURCE_REF="main",
-                        SOURCE_COMMIT="refs/podci/source",
-                        TARGET_URL="",
-                        TARGET_REF="",
-                        TARGET_COMMIT="",
-                    ),
+                    "env": env(PODCI_WORKSPACE="/workspace", MERGE_COMMIT="c" * 40, CODE_WAIT="60"),
                     "volumeMounts": [ws],
                     "terminationMessagePolicy": "FallbackToLogsOnError",
                 }
@@ -446,6 +438,7 @@ def test_make_pod_whole_object_for_the_example_relaunched_on_demand() -> None:
                         {"name": "COUNTER_URL", "value": "http://$(PODCI_HOST):$(PODCI_PORT_COUNTER)"},
                     ],
                     "volumeMounts": [ws],
+                    "workingDir": "/workspace",
                 },
                 {
                     "name": "counter",
@@ -456,6 +449,7 @@ def test_make_pod_whole_object_for_the_example_relaunched_on_demand() -> None:
                     "readinessProbe": {"tcpSocket": {"port": "counter"}, "periodSeconds": 1},
                     "env": podci_env,
                     "volumeMounts": [ws],
+                    "workingDir": "/workspace",
                 },
                 {
                     "name": AGENT_CONTAINER,
@@ -540,9 +534,67 @@ def test_template_tolerations_are_kept_and_not_repeated() -> None:
 
 
 def test_no_placement_fields_when_nobody_asks_for_any() -> None:
-    pod = make_pod(context(NO_PORTS), Settings(), 1)
+    pod = make_pod(context(NO_PORTS), Settings(kube_namespace="ci"), 1)
     assert "nodeSelector" not in pod["spec"]
     assert "tolerations" not in pod["spec"]
+
+
+def test_the_clone_delivery_redoes_the_merge_in_the_pod_with_the_named_credentials() -> None:
+    settings = cluster(kube_code_delivery="clone", kube_git_credentials_secret="git-token")
+    pod = make_pod(context(target=MAIN), settings, 1)
+    checkout = pod["spec"]["initContainers"][0]
+    assert checkout["command"] == ["sh", "-c", CLONE_SCRIPT]
+    assert checkout["env"] == env(
+        PODCI_WORKSPACE="/workspace",
+        SOURCE_URL="https://bitbucket.org/team/web.git",
+        SOURCE_REF="feature/login",
+        SOURCE_COMMIT=SRC,
+        TARGET_URL="https://bitbucket.org/team/web.git",
+        TARGET_REF="main",
+        TARGET_COMMIT=TGT,
+        GIT_CREDENTIALS="/var/run/podci/git/git-credentials",
+    )
+    assert checkout["volumeMounts"][1] == {
+        "name": "podci-git-credentials",
+        "mountPath": "/var/run/podci/git",
+        "readOnly": True,
+    }
+    assert pod["spec"]["volumes"][-1] == {
+        "name": "podci-git-credentials",
+        "secret": {"secretName": "git-token", "defaultMode": 0o400},
+    }
+    validate(pod)
+
+
+def test_a_template_working_dir_is_kept_and_a_missing_one_is_the_workspace() -> None:
+    template = {"containers": [
+        {"name": "app", "image": "alpine", "command": ["./run"], "workingDir": "/workspace/app"},
+        {"name": "side", "image": "alpine", "command": ["sleep", "1"]},
+    ]}  # fmt: skip
+    pod = make_pod(context(template), cluster(), 1)
+    assert [c.get("workingDir") for c in pod["spec"]["containers"]] == ["/workspace/app", "/workspace", None]
+
+
+def test_the_cleanup_pod_mounts_the_volume_root_and_runs_on_the_workspace_node() -> None:
+    settings = cluster(kube_static_volumes="hostpath", kube_allow_host_path=True)
+    pod = make_cleanup_pod("web-7", settings, "node-2")
+    assert pod["metadata"] == {
+        "name": "web-7-cleanup",
+        "namespace": "ci",
+        "labels": {"team": "qa", MANAGED_BY: "podci", BUILD_LABEL: "web-7"},
+    }
+    (container,) = pod["spec"]["containers"]
+    assert container["command"] == ["sh", "-c", CLEANUP_SCRIPT, "podci-cleanup", "/podci-volume/web-7"]
+    assert container["volumeMounts"] == [{"name": WORKSPACE_VOLUME, "mountPath": "/podci-volume"}]
+    assert pod["spec"]["volumes"] == [
+        {"name": WORKSPACE_VOLUME, "persistentVolumeClaim": {"claimName": "web-7"}}
+    ]
+    assert pod["spec"]["nodeName"] == "node-2"
+    assert (
+        "nodeName"
+        not in make_cleanup_pod("web-7", cluster(kube_static_volumes="nfs", kube_nfs_server="n"), "x")["spec"]
+    )
+    validate(pod)
 
 
 def test_template_init_containers_run_after_the_checkout_with_workspace_and_env() -> None:
@@ -600,7 +652,8 @@ def test_user_values_reach_the_pod_literally() -> None:
     written. `local_env.expand` implements the same rule, so it stands in for the kubelet here."""
     source = Revision(clone_url="https://example.test/$(HOME)/r.git", ref="feat/$(PODCI_BUILD)", commit=SRC)
     config = FILE_CONFIG.model_copy(update={"volume": VolumeSpec(mount_path="/w$(HOME)")})
-    pod = make_pod(context(config=config, job="job-$x", source=source), cluster(), 1)
+    settings = cluster(kube_code_delivery="clone")
+    pod = make_pod(context(config=config, job="job-$x", source=source), settings, 1)
     checkout = pod["spec"]["initContainers"][0]
     values = {v["name"]: v["value"] for v in checkout["env"]}
     resolved: dict[str, str] = {}
@@ -621,7 +674,8 @@ def test_user_values_reach_the_pod_literally() -> None:
         AGENT_CONTAINER,
         "/w$(HOME)",
     ]
-    assert expand(CHECKOUT_SCRIPT, resolved) == CHECKOUT_SCRIPT
+    for script in (CHECKOUT_SCRIPT, CLONE_SCRIPT, CLEANUP_SCRIPT):  # no `$(...)` Kubernetes would expand
+        assert expand(script, resolved) == script
 
 
 # --- validation of everything, across contexts ----------------------------------------------------------
@@ -638,7 +692,7 @@ SETTINGS_VARIANTS: dict[str, dict[str, Any] | None] = {  # built inside the test
 @pytest.mark.parametrize("which", ["template", "example", "no-ports"])
 def test_every_object_validates_against_the_schema(variant: str, which: str) -> None:
     overrides = SETTINGS_VARIANTS[variant]
-    settings = Settings() if overrides is None else cluster(**overrides)
+    settings = Settings(kube_namespace="ci") if overrides is None else cluster(**overrides)
     if which == "example":
         config, template = example()
         ctx = context(template, config)
@@ -647,6 +701,8 @@ def test_every_object_validates_against_the_schema(variant: str, which: str) -> 
     check_policy(ctx, settings)
     objects = [make_service(ctx, settings), make_pvc(ctx, settings), make_pv(ctx, settings)]
     objects += [make_pod(ctx, settings, n, on_demand=n > 1) for n in (1, 2, 3)]
+    objects += [make_pod(ctx, settings.model_copy(update={"kube_code_delivery": "clone"}), 1)]
+    objects += [make_cleanup_pod(ctx.name, settings, "fake-node-1")]
     for obj in objects:
         if obj is not None:
             validate(obj)

@@ -8,19 +8,89 @@ from __future__ import annotations
 
 import os
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 
+from schemas.request import Revision
 from testkit.gitrepo import Repo, git
-from workers.backends.kubernetes.names import AGENT_SCRIPT, CHECKOUT_SCRIPT, EXIT_MARK, START_TESTS_SCRIPT
+from workers import gitops
+from workers.backends.kubernetes.names import (
+    AGENT_SCRIPT,
+    BUNDLE,
+    CHECKOUT_SCRIPT,
+    CLEANUP_SCRIPT,
+    CLONE_SCRIPT,
+    EXIT_MARK,
+    RECEIVE_SCRIPT,
+    START_TESTS_SCRIPT,
+)
 
 
 def run_checkout(workspace: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """The clone delivery's script: the pod fetches and merges itself."""
     workspace.mkdir(exist_ok=True)
     full = {"PATH": os.environ["PATH"], "HOME": str(workspace.parent), "PODCI_WORKSPACE": str(workspace),
             "TARGET_URL": "", "TARGET_REF": "", "TARGET_COMMIT": "", **env}  # fmt: skip
     return subprocess.run(
-        ["sh", "-c", CHECKOUT_SCRIPT, "podci-checkout"], env=full, capture_output=True, text=True
+        ["sh", "-c", CLONE_SCRIPT, "podci-checkout"], env=full, capture_output=True, text=True
     )
+
+
+def test_the_worker_bundle_reaches_the_workspace_through_stdin_and_is_checked_out(tmp_path: Path) -> None:
+    repo = Repo(tmp_path / "repo", {"a.txt": "a\n"}, from_example=False)
+    source = repo.branch("feature", {"b.txt": "b\n"})
+    checkout = tmp_path / "worker-checkout"
+    when = datetime(2026, 1, 1, tzinfo=UTC)
+    merged = gitops.prepare(Revision(clone_url=str(repo.path), ref="feature", commit=source),
+                            Revision(clone_url=str(repo.path), ref="main"), checkout, when)  # fmt: skip
+    assert merged.commit is not None
+    bundle = gitops.bundle(checkout, merged.commit)
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "PODCI_WORKSPACE": str(ws),
+           "MERGE_COMMIT": merged.commit, "CODE_WAIT": "60"}  # fmt: skip
+    waiting = subprocess.Popen(["sh", "-c", CHECKOUT_SCRIPT, "podci-checkout"], env=env, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    data = bundle.read_bytes()
+    received = subprocess.run(
+        ["sh", "-c", RECEIVE_SCRIPT, "podci-receive", str(len(data)), str(ws / BUNDLE)],
+        input=data + b"bytes after the bundle are not read", capture_output=True, timeout=60,
+    )  # fmt: skip
+    assert received.returncode == 0, received.stderr
+    _, err = waiting.communicate(timeout=60)
+    assert waiting.returncode == 0, err
+    assert git(ws, "rev-parse", "HEAD") == merged.commit
+    assert (ws / "b.txt").read_text() == "b\n" and not (ws / BUNDLE).exists()
+    # made again elsewhere from the same inputs, the merge is the same commit
+    sides = (Revision(clone_url=str(repo.path), ref="feature", commit=source),
+             Revision(clone_url=str(repo.path), ref="main"))  # fmt: skip
+    again = gitops.prepare(*sides, tmp_path / "other", when)
+    assert again.commit == merged.commit
+
+
+def test_a_short_delivery_is_refused_and_a_bundle_that_never_comes_fails_the_checkout(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    short = subprocess.run(
+        ["sh", "-c", RECEIVE_SCRIPT, "podci-receive", "100", str(ws / BUNDLE)], input=b"x" * 10,
+        capture_output=True, text=False, timeout=60,
+    )  # fmt: skip
+    assert short.returncode == 1 and b"fatal: received 10 of 100 bytes" in short.stderr
+    assert not (ws / BUNDLE).exists()
+    env = {"PATH": os.environ["PATH"], "PODCI_WORKSPACE": str(ws), "MERGE_COMMIT": "0" * 40, "CODE_WAIT": "1"}
+    done = subprocess.run(["sh", "-c", CHECKOUT_SCRIPT, "podci-checkout"], env=env, capture_output=True,
+                          text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr.startswith("fatal: the code did not arrive from the podci worker within 1 s")
+
+
+def test_the_cleanup_script_removes_one_build_directory(tmp_path: Path) -> None:
+    (tmp_path / "web-7" / ".podci").mkdir(parents=True)
+    (tmp_path / "web-7" / ".podci" / "tests.log").write_text("x")
+    (tmp_path / "web-8").mkdir()
+    done = subprocess.run(["sh", "-c", CLEANUP_SCRIPT, "podci-cleanup", str(tmp_path / "web-7")], timeout=60)
+    assert done.returncode == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["web-8"]
 
 
 def test_checkout_merges_source_into_target_and_runs_once(tmp_path: Path) -> None:

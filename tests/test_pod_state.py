@@ -506,6 +506,29 @@ CASES: list[tuple[str, Json | None, RepoConfig, PodState]] = [
         ),
     ),
     (
+        "checkout-failed-with-hints-after-the-cause",
+        pod(
+            "Failed",
+            init=[
+                terminated(
+                    CHECKOUT_CONTAINER,
+                    128,
+                    message=(
+                        "fatal: '/srv/repo' does not appear to be a git repository\n"
+                        "fatal: Could not read from remote repository.\n\n"
+                        "Please make sure you have the correct access rights\nand the repository exists.\n"
+                    ),
+                )
+            ],
+            containers=[waiting("tests")],
+        ),
+        FILE,
+        PodState(
+            "failed",
+            "the checkout failed: fatal: '/srv/repo' does not appear to be a git repository (exit code 128)",
+        ),
+    ),
+    (
         "checkout-failed-silently",
         pod("Failed", init=[terminated(CHECKOUT_CONTAINER, 1)], containers=[waiting("tests")]),
         FILE,
@@ -659,10 +682,13 @@ def test_agent_log(text: str, code: int | None, stripped: str) -> None:
 
 # (what changed, before, after, whether the watch wakes the build's step)
 WAKES: list[tuple[str, Json, Json, bool]] = [
-    ("an init container starts", pod("Pending", init=[waiting(CHECKOUT_CONTAINER)]),
-     pod("Pending", init=[running(CHECKOUT_CONTAINER)]), False),
+    # the checkout container running is when the worker delivers the code; its end closes that window
+    ("the checkout starts", pod("Pending", init=[waiting(CHECKOUT_CONTAINER)]),
+     pod("Pending", init=[running(CHECKOUT_CONTAINER)]), True),
     ("the checkout ends well", pod("Pending", init=[running(CHECKOUT_CONTAINER)]),
-     pod("Pending", init=CHECKED_OUT), False),
+     pod("Pending", init=CHECKED_OUT), True),
+    ("another init container starts", pod("Pending", init=[*CHECKED_OUT, waiting("migrate")]),
+     pod("Pending", init=[*CHECKED_OUT, running("migrate")]), False),
     ("the checkout fails", pod("Pending", init=[running(CHECKOUT_CONTAINER)]),
      pod("Pending", init=[terminated(CHECKOUT_CONTAINER, 128)]), True),
     ("a container starts, not ready", pod(containers=main(tests=waiting("tests", "ContainerCreating"))),

@@ -18,3 +18,11 @@ class PodLost(RuntimeError):
         super().__init__(reason)
         self.reason = reason
         self.node_loss = node_loss
+
+
+class PodGone(PermanentError):
+    """An exec or log read found no pod (404 at the handshake): it was deleted, which is a pod loss."""
+
+
+class NotRunning(PermanentError):
+    """An exec found the container not running (400 at the handshake): not started yet, or finished."""

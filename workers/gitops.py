@@ -10,10 +10,12 @@ import os
 import shutil
 import subprocess
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
-from schemas.request import BuildRequest, Revision
+from schemas.request import Revision
 from workers.errors import PermanentError, TransientError
+from workers.logfiles import first_error_line
 
 GIT_TIMEOUT = 600
 _IDENTITY = ["-c", "user.name=podci", "-c", "user.email=podci@localhost", "-c", "commit.gpgsign=false"]
@@ -41,17 +43,19 @@ def _env() -> dict[str, str]:
     return env
 
 
-def git(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+def git(
+    repo: Path, *args: str, check: bool = True, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(
         ["git", "-C", str(repo), *args],
         capture_output=True,
         text=True,
-        env=_env(),
+        env={**_env(), **(env or {})},
         timeout=GIT_TIMEOUT,
         check=False,
     )
     if check and proc.returncode != 0:
-        raise GitUnavailable(f"git {args[0]} failed: {proc.stderr.strip()[-500:]}")
+        raise GitUnavailable(f"git {args[0]} failed: {first_error_line(proc.stderr)[:300]}")
     return proc
 
 
@@ -64,7 +68,9 @@ def _fetch(repo: Path, side: str, rev: Revision) -> str:
             raise GitError(f"the {side} branch `{rev.ref}` does not exist in {rev.clone_url}")
         if "does not appear to be a git repository" in err or "not found" in err.lower():
             raise GitError(f"{rev.clone_url} is not a git repository podci can read")
-        raise GitUnavailable(f"fetching `{rev.ref}` from {rev.clone_url} failed: {err[-500:]}")
+        raise GitUnavailable(
+            f"fetching `{rev.ref}` from {rev.clone_url} failed: {first_error_line(err)[:300]}"
+        )
     head = git(repo, "rev-parse", "--verify", "--quiet", f"{local}^{{commit}}").stdout.strip()
     if rev.commit is None or head.startswith(rev.commit):
         return head
@@ -74,31 +80,74 @@ def _fetch(repo: Path, side: str, rev: Revision) -> str:
     return known.stdout.strip()
 
 
-def prepare(request: BuildRequest, dest: Path) -> MergeResult:
+def prepare(source_rev: Revision, target_rev: Revision | None, dest: Path, when: datetime) -> MergeResult:
     """Make `dest` a fresh repository holding the source merged into the target. Safe to run twice:
-    whatever a killed earlier attempt left in `dest` is thrown away first."""
+    whatever a killed earlier attempt left in `dest` is thrown away first.
+
+    The merge commit is dated `when` (the build's creation) and signed by podci, so the same inputs
+    make the same commit on any worker: another worker can make it again (`ensure_merge`) instead of
+    the build depending on one worker's disk."""
     shutil.rmtree(dest, ignore_errors=True)
     dest.mkdir(parents=True)
     git(dest, "init", "--quiet")
-    source = _fetch(dest, "source", request.source)
-    if request.target is None:
+    source = _fetch(dest, "source", source_rev)
+    if target_rev is None:
         git(dest, "checkout", "--quiet", "--detach", source)
         return MergeResult(commit=source, source_commit=source, target_commit=None)
-    target = _fetch(dest, "target", request.target)
+    target = _fetch(dest, "target", target_rev)
     git(dest, "checkout", "--quiet", "--detach", target)
-    message = f"podci: merge {request.source.ref} into {request.target.ref}"
-    merged = git(dest, *_IDENTITY, "merge", "--no-ff", "--no-edit", "-m", message, source, check=False)
+    message = f"podci: merge {source_rev.ref} into {target_rev.ref}"
+    stamp = when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S+0000")
+    merged = git(
+        dest, *_IDENTITY, "merge", "--no-ff", "--no-edit", "-m", message, source,
+        check=False, env={"GIT_AUTHOR_DATE": stamp, "GIT_COMMITTER_DATE": stamp},
+    )  # fmt: skip
     if merged.returncode != 0:
         conflicts = git(dest, "diff", "--name-only", "--diff-filter=U").stdout.split()
         if not conflicts:
-            raise GitUnavailable(f"git merge failed: {merged.stderr.strip()[-500:]}")
+            raise GitUnavailable(f"git merge failed: {first_error_line(merged.stderr)[:300]}")
         git(dest, "merge", "--abort", check=False)
         return MergeResult(None, source, target, tuple(conflicts))
     head = git(dest, "rev-parse", "HEAD").stdout.strip()
     return MergeResult(commit=head, source_commit=source, target_commit=target)
 
 
+def has_commit(repo: Path, commit: str) -> bool:
+    if not (repo / ".git").is_dir():
+        return False
+    return git(repo, "cat-file", "-e", f"{commit}^{{commit}}", check=False).returncode == 0
+
+
+def ensure_merge(source: Revision, target: Revision | None, dest: Path, when: datetime, commit: str) -> None:
+    """`dest` holds the build's merge `commit`: the checkout step's own, or made again from the
+    commits it pinned (a worker other than the one that checked out delivers the code)."""
+    if has_commit(dest, commit):
+        return
+    result = prepare(source, target, dest, when)
+    if result.commit != commit:
+        raise PermanentError(
+            f"making the merge again on this worker gave commit {str(result.commit)[:12]}, not the build's "
+            f"{commit[:12]}: the branches moved, or the git versions of the workers merge differently"
+        )
+
+
 def read_file(repo: Path, commit: str, path: str) -> str | None:
     """A file's text at `commit`, or None when it is not there."""
     proc = git(repo, "show", f"{commit}:{path}", check=False)
     return proc.stdout if proc.returncode == 0 else None
+
+
+MERGE_REF = "refs/podci/merge"
+
+
+def bundle(repo: Path, commit: str) -> Path:
+    """A git bundle of `commit` (as `refs/podci/merge`, with the history it needs), made once per
+    checkout: how the merge the worker checked reaches a pod without the pod fetching anything."""
+    path = repo / ".git" / "podci-code.bundle"
+    if path.is_file():
+        return path
+    git(repo, "update-ref", MERGE_REF, commit)
+    partial = path.with_name(path.name + ".part")
+    git(repo, "bundle", "create", "--quiet", str(partial), MERGE_REF)
+    partial.replace(path)
+    return path

@@ -20,6 +20,16 @@ def tail(path: Path, lines: int) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
+_ERROR_PREFIXES = ("fatal:", "error:", "ERROR:", "Error:", "FATAL:")
+
+
+def first_error_line(text: str) -> str:
+    """The line that says what went wrong: git and most tools print the cause first (`fatal: ...`)
+    and hints or context after it, so the first line that reads as an error, else the first line."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return next((line for line in lines if line.startswith(_ERROR_PREFIXES)), lines[0] if lines else "")
+
+
 def write_atomic(path: Path, text: str) -> None:
     """Readers see the old content or the new, never a half-written file; two writers may race."""
     tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")

@@ -55,7 +55,7 @@ class Runtime:
 
 def checkout(rt: Runtime, record: BuildRecord) -> Outcome:
     dest = rt.checkout_dir(record)
-    result = gitops.prepare(record.request, dest)
+    result = gitops.prepare(record.request.source, record.request.target, dest, record.created)
     if result.commit is None:
         files = ", ".join(result.conflicts)
         target = record.request.target.ref if record.request.target else "?"
@@ -130,7 +130,8 @@ def wait_setup(rt: Runtime, record: BuildRecord) -> Outcome:
         return Wait(status.detail)
     budget = ctx.config.timeouts.setup
     if so_far > budget:
-        return Stop(BuildState.error, f"setup did not complete within {budget:g} s ({status.detail})")
+        why = "; ".join(filter(None, (status.detail, rt.backend.explain(ctx))))
+        return Stop(BuildState.error, f"setup did not complete within {budget:g} s ({why})")
     return Wait(status.detail)
 
 

@@ -24,7 +24,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 from .app import make_app
 from .cluster import ExecRecord, FakeCluster, RequestRecord
@@ -40,6 +43,7 @@ __all__ = [
     "core_v1",
     "make_app",
     "serve",
+    "write_kubeconfig",
 ]
 
 
@@ -54,6 +58,18 @@ def serve(cluster: FakeCluster) -> Iterator[str]:
             yield server.url
         finally:
             cluster.close()
+
+
+def write_kubeconfig(path: Path, server: str, namespace: str | None) -> Path:
+    """A kubeconfig whose one context points at the fake at `server` (with `namespace`, if any)."""
+    context = {"cluster": "fake", "user": "podci", **({"namespace": namespace} if namespace else {})}
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "fake",
+        "clusters": [{"name": "fake", "cluster": {"server": server}}],
+        "users": [{"name": "podci", "user": {"token": "unused"}}],
+        "contexts": [{"name": "fake", "context": context}],
+    }))  # fmt: skip
+    return path
 
 
 def core_v1(url: str, **config: Any) -> Any:

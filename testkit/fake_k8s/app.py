@@ -138,7 +138,11 @@ def make_app(state: FakeCluster) -> FastAPI:
     @app.get("/version")
     async def version() -> dict[str, str]:
         major, minor = state.version.split(".")[:2]
-        return {"major": major, "minor": minor, "gitVersion": f"v{state.version}", "platform": "linux/amd64"}
+        return {
+            "major": major, "minor": minor, "gitVersion": f"v{state.version}",
+            "gitCommit": "0" * 40, "gitTreeState": "clean", "buildDate": "2024-05-01T00:00:00Z",
+            "goVersion": "go1.22.2", "compiler": "gc", "platform": "linux/amd64",
+        }  # fmt: skip
 
     @app.get("/api")
     async def api_versions() -> dict[str, Any]:
@@ -165,6 +169,24 @@ def make_app(state: FakeCluster) -> FastAPI:
                 for name, (kind, namespaced) in RESOURCES.items()
             ],
         }
+
+    @app.post("/apis/authorization.k8s.io/v1/selfsubjectaccessreviews")
+    async def access_review(request: Request) -> JSONResponse:
+        """RBAC as podci's identity meets it: everything is allowed but what `FakeCluster.deny` took."""
+        body = await _body(request)
+        attributes = ((body or {}).get("spec") or {}).get("resourceAttributes") or {}
+        right = (
+            attributes.get("verb", ""),
+            attributes.get("resource", ""),
+            attributes.get("subresource", ""),
+        )
+        allowed = right not in state.denied
+        status: dict[str, Any] = {"allowed": allowed}
+        if not allowed:
+            status["reason"] = "RBAC: no rule grants it"
+        review = {**(body or {}), "status": status}
+        review.setdefault("metadata", {})
+        return JSONResponse(review, status_code=201)
 
     # -- pods/exec, pods/log -------------------------------------------------------------------------
 

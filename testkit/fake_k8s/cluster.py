@@ -254,6 +254,7 @@ class FakeCluster:
         volume_markers: bool = False,
         emit_events: bool = True,
         validate: bool = True,
+        dynamic_provisioning: bool = True,
     ) -> None:
         self.lock = threading.RLock()
         self.version = version
@@ -263,6 +264,7 @@ class FakeCluster:
         self.watch_timeout_cap = watch_timeout_cap
         self.pvc_protection = pvc_protection
         self.volume_markers = volume_markers  # START_TESTS honours .podci/tests.started on the volume
+        self.dynamic_provisioning = dynamic_provisioning  # False: a claim binds only to an existing PV
         self.emit_events = emit_events
         self.validation = validate
         self.store = ObjectStore(self.lock, history_size)
@@ -284,6 +286,12 @@ class FakeCluster:
         self.failing_images: dict[str, set[str]] = {}
         self.lose_plans: dict[str, list[Any]] = {}  # build -> [remaining, how]
         self.files: dict[str, dict[str, str]] = {}  # build -> path -> content (the workspace volume)
+        self.bundles: dict[str, bytes] = {}  # build -> the git bundle an exec delivered to its volume
+        self.checkouts: list[tuple[str, str]] = []  # (pod, commit) of every checkout of a delivered bundle
+        # where static volumes keep data ("node:<name>" or "nfs:<server>") -> directories there
+        self.volume_dirs: dict[str, set[str]] = {}
+        self.loopback_only: set[tuple[str | None, str]] = set()  # (build, container) binding 127.0.0.1
+        self.denied: set[tuple[str, str, str]] = set()  # (verb, resource, subresource) refused by RBAC
         self.exec_handler: Callable[[ExecRecord], tuple[int, str, str] | None] | None = None
         self._injections: list[_Injection] = []
         self._builds: dict[tuple[str, str, str], str] = {}  # (resource, ns, name) -> build, kept after delete
@@ -315,6 +323,21 @@ class FakeCluster:
             return dataclasses.replace(self.settings, **overrides) if overrides else self.settings
 
     # == control: faults =============================================================================
+
+    def listens_on_loopback(self, build: str, container: str) -> None:
+        """`container` of the build binds its probed port to 127.0.0.1 only: its probe is refused."""
+        with self.lock:
+            self.loopback_only.add((build, container))
+
+    def deny(self, verb: str, resource: str, subresource: str = "") -> None:
+        """RBAC: SelfSubjectAccessReviews for this right answer `allowed: false`."""
+        with self.lock:
+            self.denied.add((verb, resource, subresource))
+
+    def workspace_dirs(self) -> dict[str, set[str]]:
+        """Every static-volume directory that exists, by where it lives (`node:<name>`, `nfs:<server>`)."""
+        with self.lock:
+            return {where: set(dirs) for where, dirs in self.volume_dirs.items() if dirs}
 
     def unschedulable(self, build: str, message: str = DEFAULT_UNSCHEDULABLE) -> None:
         """Pods of `build` stay Pending: PodScheduled False, reason Unschedulable, this message."""
@@ -662,9 +685,14 @@ class FakeCluster:
             self.sim.at(bind_delay, None, lambda: self._bind_stored_claim(namespace, name))
         return result
 
-    def _bind_claim(self, pvc: Obj) -> None:
-        """The dynamic provisioner and the binder: a PersistentVolume `pvc-<uid>`, and the claim Bound."""
+    def _bind_claim(self, pvc: Obj) -> bool:
+        """The dynamic provisioner and the binder: a PersistentVolume `pvc-<uid>`, and the claim Bound.
+        Without a provisioner only a claim naming an existing PV binds; the others stay Pending."""
         meta, spec = pvc["metadata"], pvc["spec"]
+        if not self.dynamic_provisioning and (
+            not spec.get("volumeName") or self.store.get("persistentvolumes", "", spec["volumeName"]) is None
+        ):
+            return False
         volume = spec.get("volumeName") or f"pvc-{meta['uid']}"
         storage = ((spec.get("resources") or {}).get("requests") or {}).get("storage", "1Gi")
         modes = spec.get("accessModes") or ["ReadWriteOnce"]
@@ -702,14 +730,15 @@ class FakeCluster:
             bound = copy.deepcopy(bound)
             bound["status"] = {"phase": "Bound"}
             self.store.put("persistentvolumes", bound, "MODIFIED")
+        return True
 
     def _bind_stored_claim(self, namespace: str, name: str) -> None:
         pvc = self.store.get("persistentvolumeclaims", namespace, name)
         if pvc is None or pvc["metadata"].get("deletionTimestamp") or pvc["status"].get("phase") == "Bound":
             return
         pvc = copy.deepcopy(pvc)
-        self._bind_claim(pvc)
-        self.store.put("persistentvolumeclaims", pvc, "MODIFIED")
+        if self._bind_claim(pvc):
+            self.store.put("persistentvolumeclaims", pvc, "MODIFIED")
 
     def read(self, resource: str, namespace: str | None, name: str) -> Obj:
         _, namespaced = self.kind_of(resource)

@@ -9,8 +9,9 @@ frame's first byte is the channel (1 stdout, 2 stderr, 3 error); the exit code i
 reason NonZeroExitCode, `details.causes[0].message` = the exit code. Frames of one byte are ignored by
 the client, and with no channel-3 frame `returncode` crashes, so one is always sent.
 
-Commands are simulated (see `run_command`): START_TESTS_SCRIPT starts the pod's test run, `cat` and
-`test -f` read the build's simulated workspace, anything else succeeds with no output.
+Commands are simulated (see `run_command`): START_TESTS_SCRIPT starts the pod's test run,
+RECEIVE_SCRIPT takes the bytes sent on stdin (channel 0) into the build's volume, `cat` and `test -f`
+read the build's simulated workspace, anything else succeeds with no output.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ import time
 from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket
 
-from workers.backends.kubernetes.names import START_TESTS_SCRIPT
+from workers.backends.kubernetes.names import RECEIVE_SCRIPT, START_TESTS_SCRIPT
 
+from . import workspace
 from .cluster import ExecRecord, FakeCluster, truthy
 from .errors import ApiError, bad_request, not_found
 from .lifecycle import ContainerSim, PodSim
@@ -31,7 +33,7 @@ from .lifecycle import ContainerSim, PodSim
 # Every channel protocol the API server speaks, except the base64 ones; the client's order decides.
 STATUS_PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")  # channel 3 carries a JSON Status
 TEXT_PROTOCOLS = ("v3.channel.k8s.io", "v2.channel.k8s.io", "channel.k8s.io")  # channel 3: error text only
-STDOUT, STDERR, ERROR = 1, 2, 3
+STDIN, STDOUT, STDERR, ERROR = 0, 1, 2, 3
 
 
 def exec_target(
@@ -56,17 +58,35 @@ def exec_target(
 
 
 def run_command(
-    cluster: FakeCluster, sim: PodSim, container: ContainerSim, command: list[str]
+    cluster: FakeCluster, sim: PodSim, container: ContainerSim, command: list[str], stdin: bytes = b""
 ) -> tuple[int, str, str]:
     """Simulate `command` in the container: (exit code, stdout, stderr)."""
     record = ExecRecord(sim.namespace, sim.name, container.name, list(command), time.time(), -1)
     with cluster.lock:
         answer = cluster.exec_handler(record) if cluster.exec_handler is not None else None
+        if answer is None and command[:3] == ["sh", "-c", RECEIVE_SCRIPT]:
+            answer = _receive(cluster, sim, command, stdin)
         if answer is None:
             answer = _builtin(cluster, sim, command)
         record.exit_code = answer[0]
         cluster.execs.append(record)
     return answer
+
+
+def expected_stdin(command: list[str]) -> int | None:
+    """How many stdin bytes the command reads: RECEIVE_SCRIPT's size argument; None for the others."""
+    if command[:3] == ["sh", "-c", RECEIVE_SCRIPT] and len(command) >= 5 and command[4].isdigit():
+        return int(command[4])
+    return None
+
+
+def _receive(cluster: FakeCluster, sim: PodSim, command: list[str], data: bytes) -> tuple[int, str, str]:
+    """`sh -c RECEIVE_SCRIPT podci-receive <bytes> <path>`, the code bundle on stdin."""
+    size, path = int(command[4]), command[5]
+    if len(data) != size:
+        return 1, "", f"fatal: received {len(data)} of {size} bytes of the code\n"
+    workspace.receive(cluster, sim, path, data)
+    return 0, "", ""
 
 
 def _builtin(cluster: FakeCluster, sim: PodSim, command: list[str]) -> tuple[int, str, str]:
@@ -129,6 +149,20 @@ async def deny(websocket: WebSocket, error: ApiError) -> None:
         await websocket.close(code=1008)
 
 
+async def _read_stdin(websocket: WebSocket, size: int | None) -> bytes:
+    """Frames on channel 0 until `size` bytes came (the command has what it reads), or the client
+    closed the stream."""
+    received = bytearray()
+    while size is None or len(received) < size:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            break
+        frame = message.get("bytes") or (message.get("text") or "").encode("latin-1")
+        if frame[:1] == bytes([STDIN]):
+            received += frame[1:]
+    return bytes(received)
+
+
 async def exec_endpoint(websocket: WebSocket, cluster: FakeCluster, namespace: str, name: str) -> None:
     params = websocket.query_params
     command = params.getlist("command")
@@ -145,7 +179,8 @@ async def exec_endpoint(websocket: WebSocket, cluster: FakeCluster, namespace: s
         await deny(websocket, error)
         return
     await websocket.accept(subprotocol=protocol)
-    code, out, err = run_command(cluster, sim, container, command)
+    stdin = await _read_stdin(websocket, expected_stdin(command)) if truthy(params.get("stdin")) else b""
+    code, out, err = run_command(cluster, sim, container, command, stdin)
     if stdout and out:
         await websocket.send_bytes(bytes([STDOUT]) + out.encode())
     if stderr and err:

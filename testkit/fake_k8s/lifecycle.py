@@ -25,7 +25,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from workers.backends.kubernetes.names import AGENT_CONTAINER, BUILD_LABEL, EXIT_MARK, STATE_DIR
+from workers.backends.kubernetes.names import (
+    AGENT_CONTAINER,
+    BUILD_LABEL,
+    CHECKOUT_CONTAINER,
+    EXIT_MARK,
+    STATE_DIR,
+)
+
+from . import workspace
 
 if TYPE_CHECKING:
     from .cluster import FakeCluster
@@ -76,6 +84,7 @@ class ContainerSim:
     container_id: str = ""
     pulled: bool = False
     log: str = ""
+    spec: Obj = field(default_factory=dict)  # the container as the pod declares it
 
     def start(self) -> None:
         self.state, self.reason, self.message = "running", None, None
@@ -175,11 +184,16 @@ class PodSim:
         spec, meta = pod["spec"], pod["metadata"]
         init = [
             ContainerSim(
-                c["name"], c.get("image", ""), "sidecar" if c.get("restartPolicy") == "Always" else "init"
+                c["name"],
+                c.get("image", ""),
+                "sidecar" if c.get("restartPolicy") == "Always" else "init",
+                spec=c,
             )
             for c in spec.get("initContainers") or []
         ]
-        main = [ContainerSim(c["name"], c.get("image", ""), "main") for c in spec.get("containers") or []]
+        main = [
+            ContainerSim(c["name"], c.get("image", ""), "main", spec=c) for c in spec.get("containers") or []
+        ]
         claims = [
             v["persistentVolumeClaim"]["claimName"]
             for v in spec.get("volumes") or []
@@ -502,13 +516,82 @@ class Simulator:
         if self._pull_fails(sim, container):
             self.publish(sim)
             return
+        if index == 0:
+            self._make_dirs(sim)
+        if self._refuses_to_start(sim, container):
+            return
         container.start()
         self.publish(sim)
         if container.kind == "sidecar":
             self._ready_later(sim, container)
             self._next_init(sim, index + 1, settings.start_delay)
+        elif container.name == CHECKOUT_CONTAINER and not workspace.already_checked_out(
+            self.cluster, sim, container
+        ):
+            self._check_out(sim, container, index)
         else:
             self.at(settings.init_duration, sim, lambda: self._finish_init(sim, index))
+
+    def _check_out(self, sim: PodSim, container: ContainerSim, index: int) -> None:
+        """Clone delivery completes after a while; bundle delivery waits for the worker's code."""
+        settings = self.cluster.settings_for(sim.build)
+        if workspace.checkout_mode(container) == "clone":
+            files = self.cluster.files.setdefault(self.cluster.fs_key(sim), {})
+            files[f"{workspace.workspace_of(container)}/{STATE_DIR}/checkout.done"] = ""
+            self.at(settings.init_duration, sim, lambda: self._finish_init(sim, index))
+            return
+        if self.cluster.bundles.get(self.cluster.fs_key(sim)) is not None:
+            self.code_arrived(sim, container)
+            return
+        wait = float(workspace.env_of(container.spec).get("CODE_WAIT") or 300)
+
+        def never_came() -> None:
+            if container.state == "running" and not workspace.already_checked_out(
+                self.cluster, sim, container
+            ):
+                message = f"fatal: the code did not arrive from the podci worker within {wait:g} s\n"
+                container.log += message
+                container.terminate(1, "Error", message)
+                self.publish(sim)
+
+        self.at(wait, sim, never_came)
+
+    def code_arrived(self, sim: PodSim, container: ContainerSim) -> None:
+        """The bundle is on the volume: check the merge out of it (the real git), then complete."""
+        settings = self.cluster.settings_for(sim.build)
+        index = sim.init.index(container)
+
+        def unpack() -> None:
+            if container.state != "running":
+                return
+            bundle = self.cluster.bundles.get(self.cluster.fs_key(sim), b"")
+            error = workspace.extract(self.cluster, sim, container, bundle)
+            if error is None:
+                self._finish_init(sim, index)
+                return
+            container.log += error
+            container.terminate(128, "Error", error)
+            self.publish(sim)
+
+        self.at(settings.init_duration, sim, unpack)
+
+    def _make_dirs(self, sim: PodSim) -> None:
+        pod = self.cluster.store.get("pods", sim.namespace, sim.name)
+        if pod is not None:
+            workspace.make_dirs(self.cluster, sim, pod)
+
+    def _refuses_to_start(self, sim: PodSim, container: ContainerSim) -> bool:
+        """A relative file with no `workingDir`: the image's working directory is `/`, where python
+        finds no `service/counter.py` and exits at once, as it would on a real node."""
+        missing = workspace.relative_file(container.spec) if container.spec.get("image") else None
+        if missing is None:
+            return False
+        container.start()
+        message = f"python3: can't open file '//{missing}': [Errno 2] No such file or directory\n"
+        container.log += message
+        container.terminate(2, "Error", message)
+        self.publish(sim)
+        return True
 
     def _finish_init(self, sim: PodSim, index: int) -> None:
         sim.init[index].terminate(0, "Completed")
@@ -516,10 +599,26 @@ class Simulator:
         self._next_init(sim, index + 1, self.cluster.settings_for(sim.build).start_delay)
 
     def _start_main(self, sim: PodSim) -> None:
+        if not sim.init:
+            self._make_dirs(sim)
         for container in sim.main:
-            if not self._pull_fails(sim, container):
-                container.start()
+            if self._pull_fails(sim, container) or self._refuses_to_start(sim, container):
+                continue
+            container.start()
+            if workspace.is_cleanup(container):
+                self._clean_later(sim, container)
+            else:
                 self._ready_later(sim, container)
+        self.publish(sim)
+
+    def _clean_later(self, sim: PodSim, container: ContainerSim) -> None:
+        self.at(self.cluster.settings_for(sim.build).init_duration, sim, lambda: self._clean(sim, container))
+
+    def _clean(self, sim: PodSim, container: ContainerSim) -> None:
+        pod = self.cluster.store.get("pods", sim.namespace, sim.name)
+        if pod is not None:
+            workspace.clean(self.cluster, sim, pod, container)
+        container.terminate(0, "Completed")
         self.publish(sim)
 
     def _ready_later(self, sim: PodSim, container: ContainerSim) -> None:
@@ -528,11 +627,27 @@ class Simulator:
         self.at(delay, sim, lambda: self._ready(sim, container))
 
     def _ready(self, sim: PodSim, container: ContainerSim) -> None:
+        if container.state == "running" and self._probe_refused(sim, container):
+            return
         if container.state == "running":
             container.ready = True
             self.publish(sim)
             if all(c.ready for c in sim.main):
                 self.cluster.marks.append((time.time(), sim.build, "ready"))
+
+    def _probe_refused(self, sim: PodSim, container: ContainerSim) -> bool:
+        """A readiness probe on a port the container binds to 127.0.0.1 only: the kubelet dials the pod's
+        IP and is refused, again and again (one event here), and the container never becomes ready."""
+        port = workspace.probed_port(container.spec)
+        loopback = (
+            workspace.binds_loopback(container.spec)
+            or (sim.build, container.name) in self.cluster.loopback_only
+        )
+        if port is None or not loopback:
+            return False
+        message = f"Readiness probe failed: dial tcp {sim.pod_ip}:{port}: connect: connection refused"
+        self.cluster.record_event(sim, "Warning", "Unhealthy", message, "kubelet")
+        return True
 
     # -- the test run --------------------------------------------------------------------------------
 

@@ -38,6 +38,7 @@ class BuildContext:
     # The two sides at the commits checkout resolved; a cluster re-does the merge from these.
     source: Revision
     target: Revision | None
+    created: datetime  # the build's creation: the date of its merge commit
     fork: bool = False
     attempt: int = 1
     on_demand: bool = False
@@ -62,6 +63,7 @@ class BuildContext:
                 if record.request.target
                 else None
             ),
+            created=record.created,
             fork=record.request.fork,
             attempt=max(record.attempts, 1),
             on_demand=record.relaunch_on_demand,
@@ -98,6 +100,11 @@ class ClusterBackend(Protocol):
 
     def setup_status(self, ctx: BuildContext) -> SetupStatus: ...
 
+    def explain(self, ctx: BuildContext) -> str:
+        """Anything that may say why setup is not complete, for the reason of a build that timed out
+        waiting (the cluster's warnings about the pod, the containers' last words); may be empty."""
+        ...
+
     def start_tests(self, ctx: BuildContext) -> None: ...
 
     def test_status(self, ctx: BuildContext) -> TestStatus | None: ...
@@ -133,6 +140,11 @@ class BackendType(Protocol):
         """The backend a worker process's steps use."""
         ...
 
+    def check(self, settings: Settings) -> str:
+        """Can builds run here? Raises `PermanentError` or `TransientError` with a sentence, quickly;
+        returns what was checked. Commands that need the backend call it before anything else."""
+        ...
+
     def start_worker(self, app: Celery, settings: Settings) -> None:
         """Called once in a worker's main process when it is ready (the Kubernetes pod watch)."""
         ...
@@ -141,6 +153,6 @@ class BackendType(Protocol):
         """Delete (unless `dry_run`) what finished or vanished builds left behind; returns what."""
         ...
 
-    def local_repo_url(self, repo: Path) -> str:
+    def local_repo_url(self, settings: Settings, repo: Path) -> str:
         """Where the build fetches a repository given as a local path (`podci run --repo`)."""
         ...

@@ -13,6 +13,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
+    # All addresses by default, not 127.0.0.1: on a cluster the kubelet's readiness probe dials the
+    # pod's own IP, which a service bound to 127.0.0.1 never answers.
+    parser.add_argument("--host", default="0.0.0.0")
     parser.add_argument("--db", required=True)
     args = parser.parse_args()
     db = sqlite3.connect(args.db, check_same_thread=False, isolation_level=None)
@@ -43,8 +46,8 @@ def main() -> None:
         def log_message(self, format: str, *args: object) -> None:
             print(format % args, flush=True)
 
-    print(f"counter listening on 127.0.0.1:{args.port}", flush=True)
-    ThreadingHTTPServer(("127.0.0.1", args.port), Handler).serve_forever()
+    print(f"counter listening on {args.host}:{args.port}", flush=True)
+    ThreadingHTTPServer((args.host, args.port), Handler).serve_forever()
 
 
 if __name__ == "__main__":

@@ -25,6 +25,14 @@ if TYPE_CHECKING:
     from store.builds import BuildStore
 
 
+def resolved(settings: Settings) -> Settings:
+    """The settings with the build namespace filled in as kubectl would choose it (see
+    `api.resolve_namespace`), once per process, before any object is built."""
+    from workers.backends.kubernetes.api import resolve_namespace
+
+    return settings.model_copy(update={"kube_namespace": resolve_namespace(settings)})
+
+
 class KubernetesType:
     name = "kubernetes"
 
@@ -33,21 +41,31 @@ class KubernetesType:
         from workers.backends.kubernetes.backend import KubernetesBackend
         from workers.backends.kubernetes.watch import PodCache
 
+        settings = resolved(settings)
         return KubernetesBackend(settings, KubeApi(settings), PodCache(redis))
+
+    def check(self, settings: Settings) -> str:
+        from workers.backends.kubernetes.preflight import check
+
+        return check(resolved(settings))
 
     def start_worker(self, app: Celery, settings: Settings) -> None:
         from workers.backends.kubernetes.watch import start_pod_watch
 
-        start_pod_watch(app, settings)
+        start_pod_watch(app, resolved(settings))
 
     def collect_garbage(self, settings: Settings, store: BuildStore, *, dry_run: bool) -> list[str]:
         from workers.backends.kubernetes.api import KubeApi
         from workers.backends.kubernetes.gc import collect
 
+        settings = resolved(settings)
         return collect(KubeApi(settings), store, settings, dry_run=dry_run, now=datetime.now(UTC))
 
-    def local_repo_url(self, repo: Path) -> str:
-        """A cluster clones the code itself: the repository's `origin`."""
+    def local_repo_url(self, settings: Settings, repo: Path) -> str:
+        """The worker fetches a local repository and delivers the code (`bundle`); only a pod that
+        clones the code itself (`clone`) needs a URL it can reach: the repository's `origin`."""
+        if settings.kube_code_delivery == "bundle":
+            return str(repo)
         proc = subprocess.run(
             ["git", "-C", str(repo), "remote", "get-url", "origin"],
             capture_output=True,

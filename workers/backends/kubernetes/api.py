@@ -8,7 +8,9 @@ Retry-After); 403, 422 and other refusals are `PermanentError` with the API's ow
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import urllib3
@@ -19,9 +21,10 @@ from kubernetes.config.config_exception import ConfigException
 from kubernetes.stream import stream
 
 from schemas.settings import Settings
-from workers.errors import PermanentError, TransientError
+from workers.errors import NotRunning, PermanentError, PodGone, TransientError
 
 Obj = dict[str, Any]
+_STDIN_CHUNK = 1 << 20  # bytes per websocket frame when streaming a file into an exec
 _METHOD = {
     "pods": "namespaced_pod",
     "services": "namespaced_service",
@@ -30,18 +33,60 @@ _METHOD = {
 }
 
 
-def api_client(settings: Settings) -> client.ApiClient:
-    """In a pod: the service account; elsewhere the kubeconfig (`KUBECONFIG`, `PODCI_KUBE_CONTEXT`)."""
+# Where a pod finds the namespace it runs in (the service account's files).
+IN_CLUSTER_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+def _kubeconfig() -> str | None:
+    """KUBECONFIG as it is now (the client reads it once, when it is imported); None: ~/.kube/config."""
+    return os.environ.get("KUBECONFIG") or None
+
+
+def _in_cluster() -> bool:
     try:
         config.load_incluster_config()
     except ConfigException:
+        return False
+    return True
+
+
+def api_client(settings: Settings) -> client.ApiClient:
+    """In a pod: the service account; elsewhere the kubeconfig (`KUBECONFIG`, `PODCI_KUBE_CONTEXT`)."""
+    if not _in_cluster():
         try:
-            config.load_kube_config(context=settings.kube_context)
+            config.load_kube_config(config_file=_kubeconfig(), context=settings.kube_context)
         except (ConfigException, FileNotFoundError) as exc:
             raise PermanentError(
-                f"no Kubernetes configuration: not in a cluster, and kubeconfig: {exc}"
+                "no Kubernetes cluster is configured: podci is not running in a pod, and the kubeconfig "
+                f"(KUBECONFIG, or ~/.kube/config) cannot be used: {exc}"
             ) from None
     return client.ApiClient()
+
+
+def resolve_namespace(settings: Settings) -> str:
+    """The build namespace as kubectl would choose it: PODCI_KUBE_NAMESPACE when set; in a pod, the
+    pod's own; else the kubeconfig context's namespace, else `default`."""
+    if settings.kube_namespace:
+        return settings.kube_namespace
+    if IN_CLUSTER_NAMESPACE.is_file():
+        return IN_CLUSTER_NAMESPACE.read_text().strip() or "default"
+    try:
+        contexts, current = config.list_kube_config_contexts(config_file=_kubeconfig())
+    except (ConfigException, FileNotFoundError) as exc:
+        raise PermanentError(
+            f"no Kubernetes cluster is configured: the kubeconfig cannot be read: {exc}"
+        ) from None
+    chosen = (
+        next((c for c in contexts if c.get("name") == settings.kube_context), None)
+        if settings.kube_context
+        else current
+    )
+    if chosen is None:
+        raise PermanentError(
+            f"the kubeconfig has no context named {settings.kube_context!r} (PODCI_KUBE_CONTEXT)"
+        )
+    namespace = (chosen.get("context") or {}).get("namespace")
+    return str(namespace) if namespace else "default"
 
 
 def _message(exc: ApiException) -> str:
@@ -67,21 +112,30 @@ def exec_error(exc: ApiException, what: str) -> Exception:
     websocket error, keeping the error itself only as the exception's context: read it from there,
     and count a failure that got no HTTP answer at all as one of reaching the API (transient)."""
     cause = exc.__context__
+    answered: ApiException | None = exc if exc.status else None
     if isinstance(cause, websocket.WebSocketBadStatusException):
         answered = ApiException(status=cause.status_code, reason=cause.status_message or str(cause))
         answered.headers = urllib3.HTTPHeaderDict(cause.resp_headers or {})  # as the client gives them
         answered.body = cause.resp_body
+    if answered is not None:
+        if answered.status == 404:
+            return PodGone(f"{what}: the pod is gone ({_message(answered)})")
+        if answered.status == 400:
+            return NotRunning(f"{what}: {_message(answered)}")
         return classify(answered, what)
-    if exc.status:
-        return classify(exc, what)
     reason = type(cause).__name__ if cause is not None else exc.reason
     return TransientError(f"{what}: cannot reach the Kubernetes API: {reason}")
 
 
+def _text(data: bytes | str) -> str:
+    """The client answers bytes in binary mode, but "" for a channel that said nothing."""
+    return data.decode(errors="replace") if isinstance(data, bytes) else data
+
+
 class KubeApi:
     def __init__(self, settings: Settings, api: client.ApiClient | None = None) -> None:
-        self.namespace = settings.kube_namespace
         self.core = client.CoreV1Api(api or api_client(settings))
+        self.namespace = resolve_namespace(settings)
 
     def _call(
         self, what: str, fn: Callable[..., Any], *args: Any, ok: tuple[int, ...] = (), **kw: Any
@@ -124,6 +178,24 @@ class KubeApi:
         data = json.loads(self._call(f"listing {kind}", fn, *scoped, label_selector=selector).data)
         return list(data["items"]), str(data["metadata"].get("resourceVersion", ""))
 
+    def warnings(self, name: str, limit: int = 3) -> list[str]:
+        """The latest Warning events about pod `name` (what `kubectl describe` shows last), oldest first;
+        none when podci may not read events: they only explain, they never decide."""
+        try:
+            response = self.core.list_namespaced_event(
+                self.namespace, field_selector=f"involvedObject.name={name},type=Warning",
+                _preload_content=False, _request_timeout=10,
+            )  # fmt: skip
+        except (ApiException, urllib3.exceptions.HTTPError, OSError):
+            return []
+        items = sorted(json.loads(response.data)["items"], key=lambda e: str(e.get("lastTimestamp") or ""))
+        seen: list[str] = []
+        for event in items:
+            said = f"{event.get('reason')}: {event.get('message')}"
+            if said not in seen:
+                seen.append(said)
+        return seen[-limit:]
+
     def pod_log(self, name: str, container: str) -> str:
         response = self._call(
             f"reading the log of {name}/{container}", self.core.read_namespaced_pod_log, name, self.namespace,
@@ -131,22 +203,68 @@ class KubeApi:
         )  # fmt: skip
         return "" if response is None else str(response.data.decode(errors="replace"))
 
-    def exec(self, name: str, container: str, argv: list[str], timeout: float = 30) -> tuple[int, str]:
-        """Run `argv` in a container, as `kubectl exec` does; returns (exit code, stdout + stderr)."""
+    def exec(
+        self, name: str, container: str, argv: list[str], timeout: float = 30, stdin: Path | None = None
+    ) -> tuple[int, str]:
+        """Run `argv` in a container, as `kubectl exec` does; returns (exit code, stdout + stderr).
+        With `stdin`, the file's bytes are streamed to the command, as `kubectl cp` streams a tar."""
+        what = f"exec in {name}/{container}"
         try:
             ws = stream(
                 self.core.connect_get_namespaced_pod_exec, name, self.namespace, command=argv,
-                container=container, stderr=True, stdin=False, stdout=True, tty=False, _preload_content=False,
+                container=container, stderr=True, stdin=stdin is not None, stdout=True, tty=False,
+                _preload_content=False, binary=True,
             )  # fmt: skip
+            if stdin is not None:
+                with stdin.open("rb") as data:
+                    while ws.is_open() and (chunk := data.read(_STDIN_CHUNK)):
+                        ws.write_stdin(chunk)
+                        ws.update(timeout=0)  # take in what the command said so far
             ws.run_forever(timeout=timeout)
-            output = ws.read_stdout() + ws.read_stderr()
+            output = _text(ws.read_stdout()) + _text(ws.read_stderr())
             code = ws.returncode
             ws.close()
         except ApiException as exc:
-            raise exec_error(exc, f"exec in {name}/{container}") from None
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise TransientError(f"exec in {name}/{container}: {type(exc).__name__}: {exc}") from None
+            raise exec_error(exc, what) from None
+        except (urllib3.exceptions.HTTPError, OSError, websocket.WebSocketException) as exc:
+            raise TransientError(f"{what}: {type(exc).__name__}: {exc}") from None
         return (code if code is not None else -1), output
+
+    # --- up-front checks (`podci` commands that need a cluster run them before anything else) ------
+    def version(self, timeout: float) -> str:
+        """The API server's version; reaching it at all is the point."""
+        try:
+            info = client.VersionApi(self.core.api_client).get_code(
+                _request_timeout=timeout, _preload_content=False
+            )
+        except ApiException as exc:
+            raise classify(exc, "asking the API server for its version") from None
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            host = self.core.api_client.configuration.host
+            raise TransientError(f"cannot reach the Kubernetes API at {host}: {type(exc).__name__}") from None
+        return str(json.loads(info.data).get("gitVersion", "?"))
+
+    def can_i(self, verb: str, resource: str, subresource: str = "", *, timeout: float) -> bool:
+        """A SelfSubjectAccessReview: may podci's own identity do `verb` on `resource` here?"""
+        review = {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SelfSubjectAccessReview",
+            "spec": {"resourceAttributes": {
+                "namespace": "" if resource == "persistentvolumes" else self.namespace,
+                "verb": verb, "resource": resource, "subresource": subresource,
+            }},
+        }  # fmt: skip
+        auth = client.AuthorizationV1Api(self.core.api_client)
+        response = self._call(
+            "asking the API server what podci may do", auth.create_self_subject_access_review, review,
+            _request_timeout=timeout,
+        )  # fmt: skip
+        return bool(json.loads(response.data).get("status", {}).get("allowed"))
+
+    def dry_run_create(self, kind: str, body: Obj, *, timeout: float) -> None:
+        """Create with `dryRun=All`: admission and a missing namespace answer, nothing is stored."""
+        fn, scoped = self._fn("create", kind)
+        self._call(f"creating {kind} (dry run)", fn, *scoped, body, dry_run="All", _request_timeout=timeout)
 
     def watch_pods(self, selector: str, resource_version: str, timeout: int) -> Iterator[tuple[str, Obj]]:
         """Pod events after `resource_version` until `timeout`; `("ERROR", status)` when it is too old.

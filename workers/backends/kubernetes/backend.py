@@ -17,25 +17,30 @@ from schemas.record import BuildState
 from schemas.settings import Settings
 from store import keys
 from store.connection import as_text
+from workers import gitops
 from workers.backends.base import BuildContext, SetupStatus, TestStatus
-from workers.backends.kubernetes.api import KubeApi
+from workers.backends.kubernetes.api import KubeApi, Obj
+from workers.backends.kubernetes.cleanup import remember_node, remove_workspace
 from workers.backends.kubernetes.names import (
     AGENT_CONTAINER,
     BUILD_LABEL,
+    BUNDLE,
     CHECKOUT_CONTAINER,
+    RECEIVE_SCRIPT,
     START_TESTS_SCRIPT,
 )
 from workers.backends.kubernetes.objects import make_pod, make_pv, make_pvc, make_service
 from workers.backends.kubernetes.pod_state import (
     PodState,
+    awaiting_code,
     classify,
     exit_code_from_agent_log,
     strip_exit_mark,
 )
 from workers.backends.kubernetes.policy import check_policy
 from workers.backends.kubernetes.watch import PodCache
-from workers.errors import PermanentError, PodLost, TransientError
-from workers.logfiles import log_files, write_atomic
+from workers.errors import NotRunning, PermanentError, PodLost, TransientError
+from workers.logfiles import first_error_line, log_files, write_atomic
 
 _KINDS_IN_TEARDOWN_ORDER = ("pods", "services", "persistentvolumeclaims", "persistentvolumes")
 _DAY = 24 * 3600
@@ -44,6 +49,7 @@ _DAY = 24 * 3600
 # claim's expiry is what lets the next look try, so it is short. A look that outlives it costs at most
 # one more request, since both actions are safe to repeat.
 _CLAIM_SECONDS = 15
+_DELIVERY_TIMEOUT = 600  # seconds for the receiving end to finish once all bytes were sent
 
 
 class KubernetesBackend:
@@ -71,19 +77,22 @@ class KubernetesBackend:
         return f"pod {pod['metadata']['name']}" + (" (on-demand nodes)" if ctx.on_demand else "")
 
     # --- waiting -------------------------------------------------------------------------------
-    def _state(self, ctx: BuildContext) -> PodState | None:
-        """The pod's state from the watch-fed cache; None until the watch has seen the pod (it then
-        wakes the build). Never a GET: waiting must not cost API requests."""
+    def _pod(self, ctx: BuildContext) -> tuple[PodState | None, Obj | None]:
+        """The pod's state (and JSON) from the watch-fed cache; None until the watch has seen the pod
+        (it then wakes the build). Never a GET: waiting must not cost API requests."""
         known, pod = self.cache.get(attempt_name(ctx.name, ctx.attempt))
         if not known:
-            return None
+            return None, None
         state = classify(pod, ctx.config)
         if state.kind == "lost":
             raise PodLost(state.message, node_loss=state.node_loss)
-        return state
+        return state, pod
+
+    def _state(self, ctx: BuildContext) -> PodState | None:
+        return self._pod(ctx)[0]
 
     def setup_status(self, ctx: BuildContext) -> SetupStatus:
-        state = self._state(ctx)
+        state, pod = self._pod(ctx)
         if state is None:
             return SetupStatus(False, "waiting for the pod watch to report the pod")
         if state.kind in ("pulling_failed", "failed"):
@@ -92,7 +101,43 @@ class KubernetesBackend:
             return SetupStatus(False, state.message, unscheduled=True)
         if state.kind in ("setup_done", "tests_done"):
             return SetupStatus(True, "setup complete")
+        if self.settings.kube_code_delivery == "bundle" and awaiting_code(pod):
+            return SetupStatus(False, self._deliver_code(ctx))
         return SetupStatus(False, state.message or "starting")
+
+    def _deliver_code(self, ctx: BuildContext) -> str:
+        """Stream the worker's merge into the waiting checkout container, once per pod: a git bundle
+        over exec, as `kubectl cp` streams a tar. A duplicate look finds the marker and only waits; a
+        delivery that failed releases it, so the next look sends again (the receiving end writes a
+        file of its own and renames it, so even two sends at once leave one whole bundle)."""
+        pod = attempt_name(ctx.name, ctx.attempt)
+        marker = keys.code_delivered(pod)
+        if not self.cache.redis.set(marker, "sending", nx=True, ex=_CLAIM_SECONDS):
+            return "the code is on its way to the pod"
+        try:
+            gitops.ensure_merge(ctx.source, ctx.target, ctx.checkout_dir, ctx.created, ctx.merge_commit)
+            bundle = gitops.bundle(ctx.checkout_dir, ctx.merge_commit)
+            size = bundle.stat().st_size
+            target = f"{ctx.config.volume.mount_path.rstrip('/')}/{BUNDLE}"
+            argv = ["sh", "-c", RECEIVE_SCRIPT, "podci-receive", str(size), target]
+            code, output = self.api.exec(
+                pod, CHECKOUT_CONTAINER, argv, timeout=_DELIVERY_TIMEOUT, stdin=bundle
+            )
+        except NotRunning:
+            self.cache.redis.delete(marker)  # started or finished meanwhile: the next look sees which
+            return "waiting for the checkout container"
+        except Exception:
+            self.cache.redis.delete(marker)
+            raise
+        if code != 0:
+            self.cache.redis.delete(marker)
+            raise TransientError(f"sending the code to pod {pod} failed: {first_error_line(output)}")
+        self.cache.redis.set(marker, "sent", ex=_DAY)
+        return f"sent the code to the pod ({size:,} bytes)"
+
+    def explain(self, ctx: BuildContext) -> str:
+        """What the cluster said about the pod lately: a readiness probe refused, an image backing off."""
+        return "; ".join(self.api.warnings(attempt_name(ctx.name, ctx.attempt)))
 
     def start_tests(self, ctx: BuildContext) -> None:
         """One exec per attempt, however often (and however many at once) the step looks: the marker
@@ -198,20 +243,28 @@ class KubernetesBackend:
 
     def teardown(self, name: str, keep_pods: bool = False) -> str | None:
         """Send the deletes once, then report done only when the watch has seen the pods go and no
-        other object of the build is listed; None means "look again" (the watch wakes the step)."""
+        other object of the build is listed; None means "look again" (the watch wakes the step).
+
+        A static volume (hostPath, NFS) keeps its data after its objects are deleted, so there the
+        claim stays until a cleanup pod has removed the build's directory through it. With `keep_pods`
+        (a failed build kept for debugging) the pods and their volume stay; `gc` finishes the job."""
         selector = f"{BUILD_LABEL}={name}"
         pods_key = keys.teardown_pods(name)
+        static = self.settings.kube_static_volumes != "none"
+        deleted_now = ("services",) if static or keep_pods else ("services", "persistentvolumeclaims")
         # The marker expires: if a worker died between setting it and deleting, the deletes go again.
         # A delete that fails releases it at once, so that the retry sends them again.
         marker = keys.teardown_sent(name)
         if self.cache.redis.set(marker, "1", nx=True, ex=60):
             try:
-                pods = [] if keep_pods else [p["metadata"]["name"] for p in self.api.select("pods", selector)]
+                listed = self.api.select("pods", selector)
+                self._remember_node(name, listed)
+                pods = [] if keep_pods else listed
                 if pods:
-                    self.cache.redis.sadd(pods_key, *pods)
+                    self.cache.redis.sadd(pods_key, *[p["metadata"]["name"] for p in pods])
                 for pod in pods:
-                    self.api.delete("pods", pod)
-                for kind in self._kinds()[1:]:
+                    self.api.delete("pods", pod["metadata"]["name"])
+                for kind in deleted_now:
                     self.api.delete(kind, name)
             except Exception:
                 self.cache.redis.delete(marker)
@@ -220,20 +273,40 @@ class KubernetesBackend:
         if (done := self.cache.redis.get(done_key)) is not None:
             return as_text(done)
         pending = [p for p in self._members(pods_key) if self.cache.get(p) != (True, None)]
+        if pending:
+            return None
+        if static and not keep_pods and not self._workspace_removed(name):
+            return None
         # One look at a time lists what is left; a duplicate look waits and then reads its result.
-        if pending or not self.cache.redis.set(check_key, "1", nx=True, ex=30):
+        if not self.cache.redis.set(check_key, "1", nx=True, ex=30):
             return None
         try:
-            if any(self.api.select(kind, selector) for kind in self._kinds()[1:]):
+            remaining = ("services", "persistentvolumeclaims", "persistentvolumes")[: 3 if static else 2]
+            if keep_pods:
+                remaining = deleted_now
+            left = [obj for kind in remaining for obj in self.api.select(kind, selector)]
+            # An object whose deletion was accepted (a claim waiting for its pods' volumes to be let go)
+            # is on its way: deciding now, not a look later, keeps the requests a build costs fixed.
+            if any(not obj["metadata"].get("deletionTimestamp") for obj in left):
                 self.cache.redis.delete(keys.teardown_sent(name))  # send the deletes again next time
                 return None
-            detail = f"deleted {', '.join(self._kinds())}" + (
-                " (pods kept for debugging)" if keep_pods else ""
-            )
+            detail = f"deleted {', '.join(self._kinds())}"
+            if keep_pods:
+                detail = "deleted services (pods and their volume kept for debugging)"
+            elif static:
+                detail += ", and the workspace directory"
             self.cache.redis.set(done_key, detail, ex=_DAY)
             return detail
         finally:
             self.cache.redis.delete(check_key)
+
+    def _remember_node(self, name: str, pods: list[Obj]) -> None:
+        remember_node(self.cache.redis, name, pods)
+
+    def _workspace_removed(self, name: str) -> bool:
+        """The cleanup pod's part of teardown: run it once the build's pods are gone, wait for it, then
+        delete it and the claim and volume it used. True once nothing but the deletes is left."""
+        return remove_workspace(self.api, self.cache.redis, self.settings, name)
 
     def _members(self, key: str) -> list[str]:
         return [as_text(m) for m in self.cache.redis.smembers(key)]

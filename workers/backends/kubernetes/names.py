@@ -6,6 +6,8 @@ them only as environment variables or positional parameters, always quoted, neve
 
 from __future__ import annotations
 
+from workers.gitops import MERGE_REF  # the one ref of the bundle: the merge commit the build tests
+
 MANAGED_BY = "app.kubernetes.io/managed-by"
 BUILD_LABEL = "podci.io/build"
 JOB_LABEL = "podci.io/job"
@@ -13,26 +15,76 @@ ATTEMPT_LABEL = "podci.io/attempt"
 SELECTOR = f"{MANAGED_BY}=podci"
 
 WORKSPACE_VOLUME = "podci-workspace"
-CHECKOUT_CONTAINER = "podci-checkout"  # init container: re-does the merge onto the volume
+CHECKOUT_CONTAINER = "podci-checkout"  # init container: puts the merged code onto the volume
 AGENT_CONTAINER = "podci-agent"  # sidecar: ready when setup is complete, exits when the tests have
+CLEANUP_CONTAINER = "podci-cleanup"  # the one container of the pod that empties a static workspace
 STATE_DIR = ".podci"  # inside the workspace; each pod keeps its own `.podci/<pod name>/` (HOSTNAME)
 EXIT_MARK = "PODCI-EXIT"  # the agent's last log line: `PODCI-EXIT <code>`
+BUNDLE = f"{STATE_DIR}/code.bundle"  # where the worker's git bundle lands in the workspace
 
-# Env: PODCI_WORKSPACE, SOURCE_URL, SOURCE_REF, SOURCE_COMMIT, TARGET_URL, TARGET_REF, TARGET_COMMIT.
-# Safe to run again (a relaunched pod finds the volume checked out already).
-CHECKOUT_SCRIPT = """set -eu
+# The checkout init container, when the worker delivers the code (PODCI_KUBE_CODE_DELIVERY=bundle).
+# Env: PODCI_WORKSPACE, MERGE_COMMIT, CODE_WAIT (seconds). It waits for the bundle the worker streams
+# in over exec (RECEIVE_SCRIPT), then checks the merge commit out of it: the pod never contacts the git
+# host. Safe to run again: a relaunched pod finds the volume checked out already.
+CHECKOUT_SCRIPT = f"""set -eu
 cd "$PODCI_WORKSPACE"
-if [ -e .podci/checkout.done ]; then exit 0; fi
-git init -q .
-git fetch -q --no-tags -- "$SOURCE_URL" "+$SOURCE_REF:refs/podci/source"
-if [ -n "$TARGET_REF" ]; then
-  git fetch -q --no-tags -- "$TARGET_URL" "+$TARGET_REF:refs/podci/target"
-  git checkout -q --detach "$TARGET_COMMIT"
-  git -c user.name=podci -c user.email=podci@localhost merge -q --no-ff --no-edit "$SOURCE_COMMIT"
-else
-  git checkout -q --detach "$SOURCE_COMMIT"
+if [ -e {STATE_DIR}/checkout.done ]; then exit 0; fi
+mkdir -p {STATE_DIR}
+waited=0
+while [ ! -e {BUNDLE} ]; do
+  if [ "$waited" -ge "$CODE_WAIT" ]; then
+    echo "fatal: the code did not arrive from the podci worker within $CODE_WAIT s" >&2; exit 1
+  fi
+  sleep 1; waited=$((waited + 1))
+done
+git -c safe.directory='*' init -q .
+git -c safe.directory='*' fetch -q --no-tags {BUNDLE} "+{MERGE_REF}:{MERGE_REF}"
+git -c safe.directory='*' checkout -q --detach "$MERGE_COMMIT"
+rm -f {BUNDLE}
+touch {STATE_DIR}/checkout.done
+"""
+
+# exec'd in the checkout container while it waits: `sh -c RECEIVE_SCRIPT podci-receive <bytes> <path>`,
+# the bundle on stdin. It reads exactly <bytes> (no end-of-input is needed from the exec stream) and
+# moves its own file into place only when all arrived, so the checkout never reads half a bundle (and
+# two deliveries at once each write their own file).
+RECEIVE_SCRIPT = """set -eu
+mkdir -p "$(dirname "$2")"
+part="$2.$$.part"
+head -c "$1" > "$part"
+got=$(wc -c < "$part")
+if [ "$got" -ne "$1" ]; then
+  rm -f "$part"; echo "fatal: received $got of $1 bytes of the code" >&2; exit 1
 fi
-mkdir -p .podci && touch .podci/checkout.done
+mv "$part" "$2"
+"""
+
+# The checkout init container when the pod fetches the code itself (PODCI_KUBE_CODE_DELIVERY=clone,
+# for repositories too large to stream). Env: PODCI_WORKSPACE, SOURCE_URL, SOURCE_REF, SOURCE_COMMIT,
+# TARGET_URL, TARGET_REF, TARGET_COMMIT, and GIT_CREDENTIALS (a git-credential-store file, when a
+# Secret holds one). Re-does the merge the worker checked, pinned to the same commits.
+CLONE_SCRIPT = f"""set -eu
+cd "$PODCI_WORKSPACE"
+if [ -e {STATE_DIR}/checkout.done ]; then exit 0; fi
+set -- -c safe.directory='*' -c user.name=podci -c user.email=podci@localhost
+if [ -n "${{GIT_CREDENTIALS:-}}" ]; then set -- "$@" -c credential.helper="store --file=$GIT_CREDENTIALS"; fi
+git "$@" init -q .
+git "$@" fetch -q --no-tags -- "$SOURCE_URL" "+$SOURCE_REF:refs/podci/source"
+if [ -n "$TARGET_REF" ]; then
+  git "$@" fetch -q --no-tags -- "$TARGET_URL" "+$TARGET_REF:refs/podci/target"
+  git "$@" checkout -q --detach "$TARGET_COMMIT"
+  git "$@" merge -q --no-ff --no-edit "$SOURCE_COMMIT"
+else
+  git "$@" checkout -q --detach "$SOURCE_COMMIT"
+fi
+mkdir -p {STATE_DIR} && touch {STATE_DIR}/checkout.done
+"""
+
+# The cleanup pod's container: `sh -c CLEANUP_SCRIPT podci-cleanup <directory>`. Removes one build's
+# workspace from a static volume (hostPath or NFS), which Kubernetes never deletes by itself.
+CLEANUP_SCRIPT = """set -eu
+rm -rf -- "$1"
+if [ -e "$1" ]; then echo "fatal: $1 is still there" >&2; exit 1; fi
 """
 
 # exec'd in the test container: `sh -c START_TESTS_SCRIPT podci-tests <workspace> <test argv...>`.

@@ -34,6 +34,9 @@ from workers.backends.kubernetes.names import (
     BUILD_LABEL,
     CHECKOUT_CONTAINER,
     CHECKOUT_SCRIPT,
+    CLEANUP_CONTAINER,
+    CLEANUP_SCRIPT,
+    CLONE_SCRIPT,
     JOB_LABEL,
     MANAGED_BY,
     WORKSPACE_VOLUME,
@@ -88,12 +91,20 @@ def labels(
     return result
 
 
+def namespace_of(settings: Settings) -> str:
+    """The build namespace, resolved once per process (see `api.resolve_namespace`) before any object
+    is built."""
+    if not settings.kube_namespace:
+        raise ValueError("the build namespace was not resolved before building objects")
+    return settings.kube_namespace
+
+
 def _metadata(
     ctx: BuildContext, settings: Settings, name: str, *, namespaced: bool = True, attempt: int | None = None
 ) -> Json:
     meta: Json = {"name": name}
     if namespaced:
-        meta["namespace"] = settings.kube_namespace
+        meta["namespace"] = namespace_of(settings)
     meta["labels"] = labels(ctx, attempt, settings=settings)
     return meta
 
@@ -152,13 +163,14 @@ def _static(settings: Settings) -> bool:
 
 
 def workspace_sub_path(ctx: BuildContext, settings: Settings) -> str | None:
-    """The build's directory inside a shared NFS export, or None when the volume is the build's own.
+    """The build's directory inside a static volume's root, or None when the volume is the build's own.
 
     An NFS PV cannot point at a directory that does not exist yet (the mount fails and the pod hangs in
-    ContainerCreating), and nothing in the cluster may create it without privileges. So every NFS PV
-    points at the export root and the pod mounts it with `subPath: <build>`, which the kubelet creates.
+    ContainerCreating), and nothing in the cluster may create it without privileges. So every static PV
+    (NFS or hostPath) points at the root and the pod mounts it with `subPath: <build>`, which the kubelet
+    creates. The root is also what lets the cleanup pod remove the build's directory itself.
     """
-    return ctx.name if settings.kube_static_volumes == "nfs" else None
+    return ctx.name if _static(settings) else None
 
 
 def make_pvc(ctx: BuildContext, settings: Settings) -> Json:
@@ -185,10 +197,10 @@ def make_pv(ctx: BuildContext, settings: Settings) -> Json | None:
     """The build's own PV when the cluster has no dynamic provisioner; None otherwise.
 
     `claimRef` reserves it for this build's claim only. The reclaim policy is `STATIC_RECLAIM_POLICY`
-    (why: see there). NFS: the export root, with the pod mounting its `subPath` (see
-    `workspace_sub_path`). hostPath: a directory per build, created by the kubelet (`DirectoryOrCreate`);
-    it lives on whichever node runs the pod, so it only suits single-node clusters such as kind, where a
-    relaunch lands on the same node.
+    (why: see there). Both kinds point at the root, the pod mounting its `subPath` (see
+    `workspace_sub_path`). hostPath: the root directory on whichever node runs the pod
+    (`DirectoryOrCreate`), so it only suits single-node clusters such as kind, where a relaunch lands on
+    the same node. Kubernetes never removes the build's directory: `make_cleanup_pod` does.
     """
     mode = settings.kube_static_volumes
     if mode == "none":
@@ -201,8 +213,9 @@ def make_pv(ctx: BuildContext, settings: Settings) -> Json | None:
             )
         source = {"nfs": {"server": settings.kube_nfs_server, "path": settings.kube_nfs_path}}
     else:
-        root = settings.kube_hostpath_root.rstrip("/")
-        source = {"hostPath": {"path": f"{root}/{ctx.name}", "type": "DirectoryOrCreate"}}
+        source = {
+            "hostPath": {"path": settings.kube_hostpath_root.rstrip("/") or "/", "type": "DirectoryOrCreate"}
+        }
     return {
         "apiVersion": api_version_of("PersistentVolume"),
         "kind": "PersistentVolume",
@@ -214,7 +227,7 @@ def make_pv(ctx: BuildContext, settings: Settings) -> Json | None:
             "claimRef": {
                 "apiVersion": api_version_of("PersistentVolumeClaim"),
                 "kind": "PersistentVolumeClaim",
-                "namespace": settings.kube_namespace,
+                "namespace": namespace_of(settings),
                 "name": ctx.name,
             },
             **source,
@@ -280,31 +293,69 @@ def _with_mount(container: Json, mount: Json) -> None:
     container["volumeMounts"] = [*kept, dict(mount)]
 
 
-def checkout_container(ctx: BuildContext, settings: Settings) -> Json:
-    """Re-does on the volume the merge the worker checked: the same refs, pinned to the same commits.
+# Where the checkout container finds the git-credential-store file of `kube_git_credentials_secret`.
+GIT_CREDENTIALS_DIR = "/var/run/podci/git"
+GIT_CREDENTIALS_VOLUME = "podci-git-credentials"
 
-    A side whose commit is unknown falls back to the ref it was fetched into, so the script never gets
-    an empty commit. `FallbackToLogsOnError` puts git's own error into the termination message, which
-    the pod classifier turns into the build's reason.
+
+def checkout_container(ctx: BuildContext, settings: Settings) -> Json:
+    """Puts the merge the worker checked onto the volume.
+
+    `bundle` (the default): the container waits for the git bundle the worker streams in over exec,
+    then checks the merge commit out of it; the pod never talks to the git host. `clone`: it re-does
+    the merge itself from the clone URLs, pinned to the same commits (a side whose commit is unknown
+    falls back to the ref it was fetched into). `FallbackToLogsOnError` puts git's own error into the
+    termination message, which the pod classifier turns into the build's reason.
     """
-    target = ctx.target
-    env = {
-        "PODCI_WORKSPACE": ctx.config.volume.mount_path,
-        "SOURCE_URL": ctx.source.clone_url,
-        "SOURCE_REF": ctx.source.ref,
-        "SOURCE_COMMIT": ctx.source.commit or "refs/podci/source",
-        "TARGET_URL": target.clone_url if target else "",
-        "TARGET_REF": target.ref if target else "",
-        "TARGET_COMMIT": (target.commit or "refs/podci/target") if target else "",
-    }
-    return {
+    mount = _workspace_mount(ctx, settings)
+    if settings.kube_code_delivery == "bundle":
+        env = {
+            "PODCI_WORKSPACE": ctx.config.volume.mount_path,
+            "MERGE_COMMIT": ctx.merge_commit,
+            "CODE_WAIT": str(int(ctx.config.timeouts.setup)),
+        }
+        script = CHECKOUT_SCRIPT
+    else:
+        target = ctx.target
+        env = {
+            "PODCI_WORKSPACE": ctx.config.volume.mount_path,
+            "SOURCE_URL": ctx.source.clone_url,
+            "SOURCE_REF": ctx.source.ref,
+            "SOURCE_COMMIT": ctx.source.commit or "refs/podci/source",
+            "TARGET_URL": target.clone_url if target else "",
+            "TARGET_REF": target.ref if target else "",
+            "TARGET_COMMIT": (target.commit or "refs/podci/target") if target else "",
+        }
+        if settings.kube_git_credentials_secret:
+            env["GIT_CREDENTIALS"] = f"{GIT_CREDENTIALS_DIR}/git-credentials"
+        script = CLONE_SCRIPT
+    container: Json = {
         "name": CHECKOUT_CONTAINER,
         "image": settings.kube_git_image,
-        "command": ["sh", "-c", CHECKOUT_SCRIPT],
+        "command": ["sh", "-c", script],
         "env": _env_list(env),
-        "volumeMounts": [_workspace_mount(ctx, settings)],
+        "volumeMounts": [mount],
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
+    if settings.kube_code_delivery == "clone" and settings.kube_git_credentials_secret:
+        container["volumeMounts"].append(
+            {"name": GIT_CREDENTIALS_VOLUME, "mountPath": GIT_CREDENTIALS_DIR, "readOnly": True}
+        )
+    return container
+
+
+def _credentials_volume(settings: Settings) -> list[Json]:
+    if settings.kube_code_delivery != "clone" or not settings.kube_git_credentials_secret:
+        return []
+    secret = {"secretName": settings.kube_git_credentials_secret, "defaultMode": 0o400}
+    return [{"name": GIT_CREDENTIALS_VOLUME, "secret": secret}]
+
+
+def _with_working_dir(container: Json, mount_path: str) -> None:
+    """One template, both backends: the local backend runs every command in the workspace, so on a
+    cluster a container whose template names no `workingDir` runs there too (an image's own working
+    directory is usually `/`, where `python3 service/counter.py` finds nothing)."""
+    container.setdefault("workingDir", mount_path)
 
 
 def agent_container(ctx: BuildContext, settings: Settings) -> Json:
@@ -376,6 +427,7 @@ def make_pod(ctx: BuildContext, settings: Settings, attempt: int, on_demand: boo
     for container in init_containers + containers:
         _with_env(container, env)
         _with_mount(container, mount)
+        _with_working_dir(container, ctx.config.volume.mount_path)
     agent = agent_container(ctx, settings)
     _with_env(agent, env)
 
@@ -384,6 +436,7 @@ def make_pod(ctx: BuildContext, settings: Settings, attempt: int, on_demand: boo
     spec["volumes"] = [
         *(spec.get("volumes") or []),
         {"name": WORKSPACE_VOLUME, "persistentVolumeClaim": {"claimName": ctx.name}},
+        *_credentials_volume(settings),
     ]
     spec["restartPolicy"] = "Never"
     spec.pop("serviceAccount", None)  # the deprecated alias; check_policy allowed only our account
@@ -395,5 +448,53 @@ def make_pod(ctx: BuildContext, settings: Settings, attempt: int, on_demand: boo
         "apiVersion": api_version_of("Pod"),
         "kind": "Pod",
         "metadata": _metadata(ctx, settings, attempt_name(ctx.name, attempt), attempt=attempt),
+        "spec": spec,
+    }
+
+
+# --- cleanup ------------------------------------------------------------------------------------------
+
+CLEANUP_MOUNT = "/podci-volume"
+
+
+def cleanup_pod_name(build: str) -> str:
+    suffix = "-cleanup"
+    return dns_label(build, max_len=63 - len(suffix)) + suffix
+
+
+def make_cleanup_pod(build: str, settings: Settings, node: str | None) -> Json:
+    """A pod that removes build `build`'s directory from its static volume, which Kubernetes never
+    deletes (see `STATIC_RECLAIM_POLICY`). It mounts the volume's root through the build's own claim,
+    after the build's pods are gone; on hostPath it runs on `node`, where the directory is."""
+    labels = {**settings.kube_labels, MANAGED_BY: "podci", BUILD_LABEL: build}
+    spec: Json = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "serviceAccountName": settings.kube_service_account,
+        "containers": [
+            {
+                "name": CLEANUP_CONTAINER,
+                "image": settings.kube_agent_image,
+                "command": [
+                    "sh",
+                    "-c",
+                    CLEANUP_SCRIPT,
+                    CLEANUP_CONTAINER,
+                    f"{CLEANUP_MOUNT}/{_literal(build)}",
+                ],
+                "volumeMounts": [{"name": WORKSPACE_VOLUME, "mountPath": CLEANUP_MOUNT}],
+                "resources": copy.deepcopy(AGENT_RESOURCES),
+                "terminationMessagePolicy": "FallbackToLogsOnError",
+            }
+        ],
+        "volumes": [{"name": WORKSPACE_VOLUME, "persistentVolumeClaim": {"claimName": build}}],
+    }
+    if node is not None and settings.kube_static_volumes == "hostpath":
+        spec["nodeName"] = node
+    return {
+        "apiVersion": api_version_of("Pod"),
+        "kind": "Pod",
+        "metadata": {"name": cleanup_pod_name(build), "namespace": namespace_of(settings), "labels": labels},
         "spec": spec,
     }

@@ -24,7 +24,8 @@ from datetime import datetime
 from typing import Any, Literal
 
 from schemas.repo_config import RepoConfig
-from workers.backends.kubernetes.names import AGENT_CONTAINER, CHECKOUT_CONTAINER, EXIT_MARK
+from workers.backends.kubernetes.names import AGENT_CONTAINER, CHECKOUT_CONTAINER, EXIT_MARK, WORKSPACE_VOLUME
+from workers.logfiles import first_error_line
 
 Kind = Literal["unscheduled", "pulling_failed", "starting", "setup_done", "tests_done", "lost", "failed"]
 Json = dict[str, Any]
@@ -78,11 +79,6 @@ def _time(value: Any) -> datetime | None:
 
 def _condition(status: Json, kind: str) -> Json | None:
     return next((c for c in _items(status.get("conditions")) if c.get("type") == kind), None)
-
-
-def _last_line(text: Any) -> str:
-    lines = [line.strip() for line in str(text or "").splitlines() if line.strip()]
-    return lines[-1] if lines else ""
 
 
 def _sentence(*parts: Any) -> str:
@@ -151,7 +147,9 @@ def _death(who: str, terminated: Json) -> str | None:
     if terminated.get("reason") == "OOMKilled":
         return f"{who} was OOMKilled"
     if isinstance(code, int) and code != 0:
-        return _sentence(f"{who} exited with code {code}", _last_line(terminated.get("message")))
+        return _sentence(
+            f"{who} exited with code {code}", first_error_line(str(terminated.get("message") or ""))
+        )
     return None
 
 
@@ -166,8 +164,8 @@ def _container_failure(init_statuses: list[Json], statuses: list[Json]) -> str |
             if terminated.get("reason") == "OOMKilled":
                 return "the checkout failed: git was OOMKilled"
             if isinstance(code, int) and code != 0:
-                detail = _last_line(terminated.get("message")) or terminated.get("reason") or "error"
-                return f"the checkout failed: {detail} (exit code {code})"
+                detail = first_error_line(str(terminated.get("message") or "")) or terminated.get("reason")
+                return f"the checkout failed: {detail or 'error'} (exit code {code})"
         elif (death := _death(f"init container `{name}`", terminated)) is not None:
             return death
     for entry in statuses:
@@ -201,6 +199,35 @@ def _pending(pod: Json, config: RepoConfig, init_statuses: list[Json], statuses:
     return "waiting for the pod to start"
 
 
+_UNBOUND = "unbound immediate PersistentVolumeClaims"
+
+
+def _unbound_claim(pod: Json, scheduler: str) -> str:
+    """The scheduler only says some claim is unbound; name the workspace claim and the likely cause."""
+    claim = next(
+        (
+            str(_mapping(v.get("persistentVolumeClaim")).get("claimName"))
+            for v in _items(_mapping(pod.get("spec")).get("volumes"))
+            if v.get("name") == WORKSPACE_VOLUME
+        ),
+        "?",
+    )
+    return (
+        f"the workspace claim `{claim}` is not bound: no provisioner bound it and no volume matches "
+        "(set PODCI_KUBE_STORAGE_CLASS to a class with a provisioner, or PODCI_KUBE_STATIC_VOLUMES); "
+        f"{scheduler}"
+    )
+
+
+def awaiting_code(pod: Json | None) -> bool:
+    """The checkout init container is running: in `bundle` delivery, waiting for the worker's code."""
+    status = _mapping((pod or {}).get("status"))
+    return any(
+        entry.get("name") == CHECKOUT_CONTAINER and "running" in _mapping(entry.get("state"))
+        for entry in _items(status.get("initContainerStatuses"))
+    )
+
+
 def _setup_done(pod: Json, config: RepoConfig, statuses: list[Json]) -> bool:
     ready = {str(s.get("name")): s.get("ready") is True for s in statuses}
     if config.setup.file is not None:
@@ -230,7 +257,10 @@ def classify(pod: Json | None, config: RepoConfig) -> PodState:
     if scheduled is not None and scheduled.get("status") == "False":
         reason = scheduled.get("reason")
         if reason == "Unschedulable":
-            message = _sentence("FailedScheduling", scheduled.get("message") or "no node fits the pod")
+            why = str(scheduled.get("message") or "no node fits the pod")
+            message = _sentence("FailedScheduling", why)
+            if _UNBOUND in why:
+                message = _unbound_claim(pod, message)
             return PodState("unscheduled", message)
         if reason == "SchedulingGated":
             message = _sentence("SchedulingGated", scheduled.get("message") or "scheduling gates remain")
@@ -295,6 +325,7 @@ def wake_signal(pod: Json) -> tuple[Any, ...]:
     return (
         status.get("phase"),
         status.get("reason"),
+        awaiting_code(pod),
         bool(_mapping(pod.get("metadata")).get("deletionTimestamp")),
         scheduled.get("status"),
         scheduled.get("reason"),

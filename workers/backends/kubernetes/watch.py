@@ -81,12 +81,19 @@ class PodWatcher:
         return thread
 
     def run(self) -> None:
+        pause, last = 1.0, ""
         while not self.stopped.is_set():
             try:
                 self._list_and_watch()
+                pause, last = 1.0, ""
             except Exception as exc:  # the watch must outlive any API trouble
-                log.warning("pod watch interrupted (%s: %s); listing again", type(exc).__name__, exc)
-                self.stopped.wait(1)  # a watcher thread, not a task: pausing here holds no worker slot
+                said = f"{type(exc).__name__}: {exc}"
+                if said != last:  # one line per new trouble, not one a second for as long as it lasts
+                    log.warning("pod watch interrupted (%s); listing again", said)
+                    last = said
+                # A watcher thread, not a task: pausing here holds no worker slot.
+                self.stopped.wait(pause)
+                pause = min(pause * 2, 30.0)
 
     def _list_and_watch(self) -> None:
         # Read before listing: a pod cached as existing was created before this read, so if the list

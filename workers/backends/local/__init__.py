@@ -27,6 +27,9 @@ class LocalType:
     def create(self, settings: Settings, redis: Redis) -> ClusterBackend:
         return LocalBackend(settings.state_dir, settings.teardown_grace, settings.log_tail_lines)
 
+    def check(self, settings: Settings) -> str:
+        return f"processes on this machine, state in {settings.state_dir}"
+
     def start_worker(self, app: Celery, settings: Settings) -> None:
         """Nothing to watch: the local backend's steps look at files and processes."""
 
@@ -44,7 +47,7 @@ class LocalType:
                 backend.teardown(name)
         return gone
 
-    def local_repo_url(self, repo: Path) -> str:
+    def local_repo_url(self, settings: Settings, repo: Path) -> str:
         return str(repo)
 
 

@@ -21,16 +21,17 @@ import subprocess
 import sys
 import time
 from datetime import datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from schemas.record import BuildState
 from schemas.repo_config import Container, Probe
 from workers.backends.base import BuildContext, SetupStatus, TestStatus
 from workers.backends.local.env import container_argv, container_env, resolve_probe_port
+from workers.backends.local.listening import port_scope
 from workers.backends.ports import port_env, port_key
 from workers.errors import PermanentError
 from workers.gitops import git
-from workers.logfiles import log_files, write_atomic
+from workers.logfiles import first_error_line, log_files, write_atomic
 from workers.logfiles import tail as last_lines
 
 log = logging.getLogger(__name__)
@@ -127,7 +128,25 @@ class LocalBackend:
         base["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), base.get("PATH", "/usr/bin:/bin")])
         return container_env(container, base, self._podci_env(ctx))
 
-    def _launch(self, ctx: BuildContext, key: str, argv: list[str], env: dict[str, str]) -> None:
+    def _cwd(self, ctx: BuildContext, container: Container) -> Path:
+        """Where a container's commands run: the workspace, as on a cluster where the template names no
+        `workingDir` (podci fills in the workspace there too), or the template's directory inside it."""
+        volume = self._volume(ctx.name)
+        if container.working_dir is None:
+            return volume
+        mount = PurePosixPath(ctx.config.volume.mount_path)
+        wanted = PurePosixPath(container.working_dir)
+        if wanted != mount and mount not in wanted.parents:
+            raise PermanentError(
+                f"container `{container.name}` names `workingDir: {container.working_dir}`, outside the "
+                f"workspace ({mount}): the local backend can only run commands inside the workspace, so "
+                "point it there or leave it out (it then defaults to the workspace on both backends)"
+            )
+        return volume / wanted.relative_to(mount)
+
+    def _launch(
+        self, ctx: BuildContext, key: str, argv: list[str], env: dict[str, str], cwd: Path | None = None
+    ) -> None:
         if self._pidfile(ctx.name, key).exists():
             return
         self._pidfile(ctx.name, key).parent.mkdir(parents=True, exist_ok=True)
@@ -138,14 +157,14 @@ class LocalBackend:
                 "--pidfile", str(self._pidfile(ctx.name, key)),
                 "--exit-file", str(self._exitfile(ctx.name, key)),
                 "--log", str(ctx.log_dir / f"{key}.log"),
-                "--cwd", str(self._volume(ctx.name)),
+                "--cwd", str(cwd or self._volume(ctx.name)),
                 "--env-json", json.dumps(env),
                 "--", *argv,
             ],
             capture_output=True, text=True, check=False,
         )  # fmt: skip
         if proc.returncode != 0:
-            reason = proc.stdout.strip().removeprefix("error ") or proc.stderr.strip()[-300:]
+            reason = proc.stdout.strip().removeprefix("error ") or first_error_line(proc.stderr)[:300]
             raise PermanentError(f"`{key}` of pod {ctx.name} did not start: {reason}")
 
     def create_pod(self, ctx: BuildContext) -> str:
@@ -154,7 +173,8 @@ class LocalBackend:
             self._warned_images = True
         for container in ctx.pod.containers:
             env = self._env(ctx, container)
-            self._launch(ctx, self._container_key(container), container_argv(container, env), env)
+            argv = container_argv(container, env)
+            self._launch(ctx, self._container_key(container), argv, env, self._cwd(ctx, container))
         names = ", ".join(c.name for c in ctx.pod.containers)
         return f"pod {ctx.name}: started {names} (local processes; images not pulled)"
 
@@ -200,9 +220,36 @@ class LocalBackend:
             for c in ctx.pod.containers
             if c.readiness_probe and not self._probe(ctx, c, c.readiness_probe)
         ]
+        if (unreachable := self._loopback_only(ctx)) is not None:
+            return SetupStatus(False, "", unreachable)
         if waiting:
             return SetupStatus(False, "not ready yet: " + ", ".join(waiting))
         return SetupStatus(True, "all containers ready")
+
+    def _loopback_only(self, ctx: BuildContext) -> str | None:
+        """A container probed on a port it listens on at 127.0.0.1 only: ready here, but on a cluster
+        the kubelet dials the pod's IP and setup would never complete. Said now, on both backends."""
+        for container in ctx.pod.containers:
+            probe = container.readiness_probe
+            if probe is None or probe.tcp_socket is None:
+                continue
+            port = resolve_probe_port(container, probe.tcp_socket.port, self._ports(ctx.name))
+            if port_scope(port) == "loopback":
+                return (
+                    f"container `{container.name}` listens on 127.0.0.1 only (port {port}), but a cluster "
+                    "probes the pod's IP address: its readiness probe would never pass there. Make it "
+                    "listen on 0.0.0.0 (all addresses)."
+                )
+        return None
+
+    def explain(self, ctx: BuildContext) -> str:
+        """The last line each container has logged so far."""
+        lines = []
+        for container in ctx.pod.containers:
+            last = last_lines(ctx.log_dir / f"{self._container_key(container)}.log", 1)
+            if last:
+                lines.append(f"`{container.name}` last said: {last}")
+        return "; ".join(lines)
 
     def start_tests(self, ctx: BuildContext) -> None:
         container = ctx.pod.container(ctx.config.test.container)
