@@ -35,6 +35,11 @@ PARTS: dict[str, tuple[str, list[str], list[str]]] = {
     "intake": ("bench.intake", [], ["--requests", "2000"]),
     "pipeline": ("bench.pipeline_rate", [], ["--builds", "10"]),  # the local backend, for comparison
     "delivery": ("bench.delivery", ["--megabytes", "200"], ["--megabytes", "20"]),
+    "waiting": (
+        "bench.waiting",
+        ["--builds", "10", "--durations", "2,60,600"],
+        ["--builds", "4", "--durations", "2,20"],
+    ),
     "faults": ("bench.faults", ["all"], ["all", "--builds", "20"]),
     "fuzz": ("bench.fuzz", [], ["--bodies", "2000"]),
 }
@@ -69,6 +74,11 @@ def targets(results: dict[str, Any]) -> list[tuple[str, Any, str, bool | None]]:
         row("e2e: tests done -> final status p99 s", "e2e", "tests_finished_to_final_status_p99_s", "", None),
         ("API requests per build, 2 s / 60 s tests", f"{api[0]} / {api[1]}", "equal",
          api[0] == api[1] if None not in api else None),
+        row("waiting: CPU s per build, 2 s tests", "waiting", "cpu_s_per_build_2s", "", None),
+        row("waiting: CPU s per build, 60 s tests", "waiting", "cpu_s_per_build_60s", "", None),
+        row("waiting: CPU s per build, 600 s tests", "waiting", "cpu_s_per_build_600s", "", None),
+        row("waiting: CPU largest / smallest", "waiting", "cpu_spread", "<= 1.1", lambda v: v <= 1.1),
+        row("waiting: tasks largest / smallest", "waiting", "tasks_spread", "<= 1.1", lambda v: v <= 1.1),
         row("in flight at once (of 1,000)", "inflight", "most_in_flight", "1000", lambda v: v >= 1000),
         row("worker RSS total MiB then", "inflight", "worker_rss_total_mib", "< 1024", lambda v: v < 1024),
         row("worker PSS total MiB then", "inflight", "worker_pss_total_mib", "", None),

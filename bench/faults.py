@@ -61,7 +61,7 @@ NAMESPACED_KINDS = ("pods", "services", "persistentvolumeclaims")
 EXPECTED_FINAL = {"succeeded": "SUCCESSFUL", "failed": "FAILED", "error": "FAILED", "stopped": "CANCELLED"}
 # Worker settings every run shares: a build re-sent by the reconciler 10 s after its next step was due
 # (the kill test of tests/test_k8s_backend.py uses the same), waiting steps looking at least every 2 s.
-COMMON_ENV = {"PODCI_STALL_GRACE": "10", "PODCI_RECONCILE_INTERVAL": "2", "PODCI_RECHECK_MAX": "2"}
+COMMON_ENV = {"PODCI_STALL_GRACE": "10", "PODCI_RECONCILE_INTERVAL": "2"}
 WORKER_GROUPS, CONCURRENCY = 2, 2  # two replicas of two pool processes: the 2-core machine, busy
 RETRY_LINE = re.compile(r"step \w+: .*; retry \d+ in ")
 
@@ -369,7 +369,7 @@ def duplicates_explained(built: Stack, records: dict[str, BuildRecord | None], s
         if len(finals) < 2:
             continue
         logged = len(
-            log_lines(built, rf"build={re.escape(build_id)} reporter=\S+ state={record.state.value} ")
+            log_lines(built, rf"build={re.escape(build_id)} reporter=\S+ state=(?:{'|'.join(FINAL_STATES)}) ")
         )
         explained += min(len(finals) - 1, max(0, len(finals) - logged))
     return explained

@@ -32,7 +32,7 @@ KINDS = ("pods", "services", "persistentvolumeclaims")
 def run(builds: int, setup: float, processes: int) -> dict[str, Any]:
     with (
         tempfile.TemporaryDirectory(prefix="podci-inflight-") as tmp,
-        stack(Path(tmp), fsync="everysec", serve_api=False, extra_env={"PODCI_RECHECK_MAX": "30"}) as built,
+        stack(Path(tmp), fsync="everysec", serve_api=False, extra_env={}) as built,
     ):
         built.cluster.configure(setup_delay=setup, test_duration=0.2)
         config = (built.repo.path / ".podci.yml").read_text()

@@ -48,7 +48,7 @@ def tasks_in(log: Path, since: int = 0) -> Counter[str]:
     )
 
 
-def measure_podci(built: Stack, builds: int) -> dict[str, Any]:
+def measure_podci(built: Stack, builds: int, timeout: float = 600) -> dict[str, Any]:
     built.start_workers(1, 2)
     group, store = built.workers[0], BuildStore(built.store_client())
     branches = [
@@ -62,7 +62,7 @@ def measure_podci(built: Stack, builds: int) -> dict[str, Any]:
         (own0, git0), redis0, since = group_cpu(group.proc.pid), built.redis.cpu(), group.log.stat().st_size
         start = time.perf_counter()
         ids = [send(client, built, n + 1, branches[n + 2])[1] for n in range(builds)]
-        records = wait_final(store, ids, 600)
+        records = wait_final(store, ids, timeout)
         wall = time.perf_counter() - start
         time.sleep(2)  # let the last re-looks run: they are part of what a build costs
     (own1, git1), redis1, tasks = group_cpu(group.proc.pid), built.redis.cpu(), tasks_in(group.log, since)

@@ -314,9 +314,12 @@ def pull_request(repo: Repo, number: int, branch: str, sha: str) -> tuple[bytes,
     return body, headers
 
 
+UNFINISHED = frozenset({"INPROGRESS", "queued", "running"})  # what reporters say before the verdict
+
+
 def final_reported(record: BuildRecord) -> bool:
-    """Every reporter has posted the final state (podci keeps what each one last posted)."""
-    return bool(record.reported) and all(v == record.state.value for v in record.reported.values())
+    """Every reporter has posted the final state (podci keeps what each one last said)."""
+    return record.complete and bool(record.reported) and not UNFINISHED & set(record.reported.values())
 
 
 def percentile(values: list[float], q: float) -> float | None:

@@ -1,9 +1,10 @@
 """The Celery application as every process sees it: broker, queues, routes, the reconciler's schedule.
 
-Queues: `podci.steps` carries the steps of builds already running, `podci.new` the first step of new
-builds. Workers read `podci.steps` first (fixed queue order), so a burst of new builds never delays the
-next step of a running one. Tasks are sent by name: the receiver and the CLI publish with this app
-alone, and only a worker registers the tasks (`workers.app`).
+Queues, in the order workers read them: `podci.notify` (status posts: a pull request shows
+INPROGRESS at once, whatever backlog the pipeline has), `podci.steps` (the steps of builds already
+running), `podci.new` (the first step of new builds). So a burst of new builds never delays the next
+step of a running one, and neither delays a status. Tasks are sent by name: the receiver and the CLI
+publish with this app alone, and only a worker registers the tasks (`workers.app`).
 """
 
 from __future__ import annotations
@@ -13,10 +14,13 @@ from celery import Celery
 from schemas.record import Step
 from schemas.settings import Settings
 
+QUEUE_NOTIFY = "podci.notify"
 QUEUE_STEPS = "podci.steps"
 QUEUE_NEW = "podci.new"
+QUEUES = (QUEUE_NOTIFY, QUEUE_STEPS, QUEUE_NEW)  # a worker's queues, most urgent first
 FIRST_STEP = Step.checkout  # the only step routed to `podci.new`
 GC_INTERVAL = 600.0  # seconds between garbage-collector passes (`podci.gc`)
+NOTIFY_TASK = "podci.notify"  # (build id, reporter): post the build's current state with one reporter
 
 
 def task_name(step: Step) -> str:
@@ -34,7 +38,7 @@ def make_app(settings: Settings) -> Celery:
         result_expires=3600,
         worker_send_task_events=True,  # Flower sees every task the workers receive, start and finish
         task_default_queue=QUEUE_STEPS,
-        task_routes={task_name(FIRST_STEP): {"queue": QUEUE_NEW}},
+        task_routes={task_name(FIRST_STEP): {"queue": QUEUE_NEW}, NOTIFY_TASK: {"queue": QUEUE_NOTIFY}},
         task_serializer="json",
         accept_content=["json"],
         broker_connection_retry_on_startup=True,

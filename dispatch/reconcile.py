@@ -1,7 +1,9 @@
 """The reconciler (`podci.reconcile`, on Celery beat): re-send the step of every build that is overdue.
 
 A build is overdue when its due time passed and nothing moved it on: its message was lost, or the
-worker running its step died. Re-sending is safe because every message is fenced by the record's `seq`.
+worker running its step died (its lease lapsed), or it is parked and its safety-net look is due (a
+wake-up that never came, a budget that ended). Re-sending is safe because every message is fenced by
+the record's `seq`.
 
 A build whose message still waits in a queue behind a backlog is overdue too, but nothing is lost:
 `send` marks the build as queued until a worker receives the message, and the reconciler leaves such
@@ -57,7 +59,10 @@ def reconcile(app: Celery, store: BuildStore, grace: float) -> int:
             continue
         if _still_queued(store, record, heads):
             continue  # behind a backlog, not lost
-        log.warning("build=%s step=%s overdue; sending it again", build_id, record.step)
+        if record.parked:
+            log.info("build=%s step=%s parked: looking on its own", build_id, record.step)
+        else:
+            log.warning("build=%s step=%s overdue; sending it again", build_id, record.step)
         send(app, record.step, build_id, record.seq, store=store)
         sent += 1
     return sent

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from celery import Celery
 
-from dispatch.app import task_name
+from dispatch.app import NOTIFY_TASK, task_name
 from schemas.record import Step
 from store.builds import TICKET_HEADER, BuildStore
 
@@ -40,3 +40,30 @@ def send(
             assert store is not None
             store.received(build_id)
         raise
+
+
+def notify(app: Celery, build_id: str, reporter: str, *, retry: bool = True) -> None:
+    """Ask a worker to post the build's current state with `reporter` (the `podci.notify` queue)."""
+    kwargs = {} if retry else {"retry": False}
+    app.send_task(NOTIFY_TASK, args=[build_id, reporter], kwargs=kwargs, ignore_result=True)
+
+
+def wake(app: Celery, store: BuildStore, build_id: str) -> bool:
+    """Send a parked build's current step now, because what it waits for may have happened. Returns
+    whether a message was sent.
+
+    A build whose look is running right now is not parked: the wake-up is left as a mark that the
+    look takes before it parks (and then looks again at once), so it is never lost between a look
+    and its parking. Safe at any moment: a duplicate look is fenced by the record's `seq`."""
+    store.mark_woken(build_id)
+    record = store.get(build_id)
+    if record is None or record.complete or record.step is None or not record.parked:
+        return False
+    store.take_woken(build_id)
+    send(app, record.step, build_id, record.seq, store=store)
+    return True
+
+
+def wake_admitted(app: Celery, store: BuildStore, repo: str, limit: int) -> int:
+    """A build of `repo` completed: the builds now among its first `limit` may start at once."""
+    return sum(wake(app, store, build_id) for build_id in store.first_in_line(repo, limit))

@@ -12,6 +12,7 @@ from typing import Any
 
 from celery import Celery
 
+from dispatch.send import notify, wake
 from dispatch.submit import submit
 from schemas.event import Action, Decision
 from schemas.request import BuildRequest
@@ -19,6 +20,8 @@ from schemas.settings import Settings
 from store.builds import BuildStore, DuplicateBuild
 
 log = logging.getLogger("podci.intake")
+# The providers whose builds get a status at once: their reporters are named after them.
+STATUS_REPORTERS = ("bitbucket-cloud", "bitbucket-server")
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,8 @@ class Intake:
         except DuplicateBuild as dup:
             reason = f"this delivery or pull request head already started build {dup.build_id}"
             return Reply(200, {"action": "duplicate", "build_id": dup.build_id, "reason": reason})
+        if request.provider in STATUS_REPORTERS:
+            notify(self.app, record.id, request.provider)  # INPROGRESS on the pull request at once
         superseded = []
         if request.pr_key:
             superseded = self.stop_pull_request(
@@ -80,5 +85,6 @@ class Intake:
         for record in self.store.builds_of_pull_request(pr_key, but=keep):
             if not record.complete and not record.cancel_requested:
                 self.store.cancel(record.id, reason)
+                wake(self.app, self.store, record.id)  # a parked build stops now, not at its next look
                 stopped.append(record.id)
         return stopped

@@ -16,7 +16,8 @@ import click
 from pydantic import ValidationError
 from rich.console import Console
 
-from dispatch.app import QUEUE_NEW, QUEUE_STEPS, make_app
+from dispatch.app import QUEUES, make_app
+from dispatch.send import wake
 from dispatch.submit import submit
 from podci.embedded import child_process, child_worker, embedded_redis
 from podci.example import example_repo
@@ -161,6 +162,7 @@ def run(repo: Path | None, source: str | None, target: str | None, backend: str 
         except KeyboardInterrupt:
             console.print("cancelling: the build stops at its next step and is torn down (again to abort) …")
             store.cancel(record.id)
+            wake(app, store, record.id)  # a waiting build stops now, not at its next look
             try:
                 final = watch()
             except KeyboardInterrupt:
@@ -267,7 +269,7 @@ def worker(concurrency: int | None, beat: bool, loglevel: str) -> None:
     check_backend(settings)
     app = make_worker_app(settings)
     argv = [
-        "worker", "--queues", f"{QUEUE_STEPS},{QUEUE_NEW}", "--loglevel", loglevel,
+        "worker", "--queues", ",".join(QUEUES), "--loglevel", loglevel,
         "--concurrency", str(settings.worker_concurrency), "--events", "--without-gossip", "--without-mingle",
     ]  # fmt: skip
     if beat:

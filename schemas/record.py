@@ -123,6 +123,7 @@ class BuildRecord(BaseModel):
     # is a duplicate (a redelivery or a re-kick) and is dropped. `step` names what runs next.
     seq: int = 0
     step: Step | None = None
+    parked: bool = False  # the step waits to be woken (or for its safety look), no message in flight
 
     @field_validator("steps", mode="before")
     @classmethod

@@ -22,9 +22,9 @@ class Settings(BaseSettings):
     backend: Literal["local", "kubernetes"] = "local"
     state_dir: Path = Field(default_factory=_default_state_dir, description="checkouts, volumes, logs")
     worker_concurrency: int = Field(default=2, ge=1)
-    # Waiting steps look again after a pause that grows with how long they have waited, between these.
-    recheck_min: float = Field(default=0.25, gt=0)
-    recheck_max: float = Field(default=5.0, gt=0)
+    # A waiting build is parked and woken by what it waits for (the pod watch, the local watcher); it
+    # also looks on its own at this interval, and when a budget ends, should a wake-up be lost.
+    safety_look: float = Field(default=60.0, gt=0)
     # A build whose next step is overdue by this much is re-sent by the reconciler (lost message,
     # killed worker). Duplicates are harmless: every message is fenced by the record's `seq`.
     stall_grace: float = Field(default=30.0, gt=0)

@@ -150,6 +150,19 @@ class BuildStore:
         index = int(position)  # type: ignore[arg-type]
         return index < limit, index
 
+    def mark_woken(self, build_id: str) -> None:
+        self.redis.set(keys.woken(build_id), "1", ex=3600)
+
+    def take_woken(self, build_id: str) -> bool:
+        """Whether a wake-up came since the last time (and forget it)."""
+        return self.redis.getdel(keys.woken(build_id)) is not None
+
+    def first_in_line(self, repo: str, limit: int) -> list[str]:
+        """The repository's first `limit` unfinished builds, in arrival order: the ones admitted now."""
+        if limit <= 0:
+            return []
+        return [as_text(m) for m in self.redis.lrange(keys.repo_queue(repo), 0, limit - 1)]
+
     def builds_of_pull_request(self, pr_key: str, but: str | None = None) -> list[BuildRecord]:
         members = (as_text(m) for m in self.redis.smembers(keys.pull_request(pr_key)))
         records = (self.get(m) for m in members if m != but)

@@ -15,11 +15,18 @@ BUILDS = f"{PREFIX}:builds"  # zset: build id -> creation time (the builds list,
 DUE = f"{PREFIX}:due"  # zset: build id -> when its next step should have run (the reconciler's work list)
 REPORT_DUE = f"{PREFIX}:report-due"  # zset: completed builds whose final reports are not confirmed yet
 TICKETS = f"{PREFIX}:queue-tickets"  # counter: the ticket of each marked message, in sending order
+WAKES = f"{PREFIX}:wakes"  # list: build ids the local backend's watchers want woken
 
 
 def build(build_id: str) -> str:
     """string: the build record as JSON, the single source of truth of one build."""
     return f"{PREFIX}:build:{build_id}"
+
+
+def woken(build_id: str) -> str:
+    """string: something the build waits for happened while it was not parked (a look was running);
+    the look takes it before parking, so the wake-up is not lost."""
+    return f"{PREFIX}:woken:{build_id}"
 
 
 def job_number(job: str) -> str:

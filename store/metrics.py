@@ -18,7 +18,7 @@ from store import keys
 from store.connection import as_text
 
 BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
-QUEUES = ("podci.steps", "podci.new")
+QUEUES = ("podci.notify", "podci.steps", "podci.new")
 
 COUNTERS = {
     "builds": ("Builds finished, by final state", "state"),

@@ -22,8 +22,6 @@ from store.builds import BuildStore
 from tests.helpers import Worker
 
 FAST = {
-    "PODCI_RECHECK_MIN": "0.1",
-    "PODCI_RECHECK_MAX": "0.5",
     "PODCI_STALL_GRACE": "3",
     "PODCI_RECONCILE_INTERVAL": "1",
     "PODCI_TEARDOWN_GRACE": "1",

@@ -51,7 +51,10 @@ def wait_for(store: BuildStore, build_id: str, timeout: float = 120, until: str 
     while time.monotonic() < deadline:
         record = store.get(build_id)
         assert record is not None
-        if record.complete or (until is not None and record.step == until):
+        if until is not None and record.step == until:
+            return record
+        if record.complete:
+            assert until is None, f"build {build_id} finished before it was seen at step {until}: {record}"
             return record
         time.sleep(0.1)
     raise AssertionError(f"build {build_id} did not get there within {timeout}s: {store.get(build_id)}")

@@ -20,7 +20,7 @@ from tests.helpers import processes_mentioning, wait_until
 def podci(*args: str, state: Path, extra_env: dict[str, str] | None = None,
           timeout: float = 120) -> subprocess.CompletedProcess[str]:  # fmt: skip
     env = {k: v for k, v in os.environ.items() if not k.startswith("PODCI_")}
-    env.update(PODCI_STATE_DIR=str(state), PODCI_RECHECK_MAX="0.5", **(extra_env or {}))
+    env.update(PODCI_STATE_DIR=str(state), **(extra_env or {}))
     return subprocess.run(
         [sys.executable, "-m", "podci", *args],
         env=env,
@@ -89,7 +89,7 @@ def test_up_runs_the_whole_stack_until_stopped(tmp_path: Path) -> None:
     repo = Repo(tmp_path / "repo")
     port, flower_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PODCI_")}
-    env.update(PODCI_STATE_DIR=str(tmp_path / "state"), PODCI_RECHECK_MAX="0.5")
+    env.update(PODCI_STATE_DIR=str(tmp_path / "state"))
     up = subprocess.Popen([sys.executable, "-m", "podci", "up", "--port", str(port), "--flower-port",
                            str(flower_port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           start_new_session=True)  # fmt: skip

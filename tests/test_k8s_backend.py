@@ -32,7 +32,7 @@ from tests.conftest import FAST
 from tests.helpers import Worker, wait_for, wait_until
 from tests.test_k8s_objects import context
 from tests.test_webhooks import other_db
-from workers.backends.kubernetes.names import BUILD_LABEL, MANAGED_BY
+from workers.backends.kubernetes.names import BUILD_LABEL, CHECKOUT_CONTAINER, MANAGED_BY
 
 NAMESPACE = "podci-builds"
 KINDS = ("pods", "services", "persistentvolumeclaims")
@@ -63,7 +63,7 @@ def kube(
         env = {
             **worker_env, **FAST, "PODCI_REDIS_URL": configured.require_redis_url(),
             "PODCI_BACKEND": "kubernetes", "PODCI_STATE_DIR": str(tmp / "state"),
-            "KUBECONFIG": str(kubeconfig), "PODCI_RECHECK_MAX": "2", "PODCI_KUBE_NAMESPACE": NAMESPACE,
+            "KUBECONFIG": str(kubeconfig), "PODCI_KUBE_NAMESPACE": NAMESPACE,
             # long enough that a busy machine does not make the reconciler re-send steps (and so
             # add requests the request-count test would see), short enough for the kill test
             "PODCI_STALL_GRACE": "10",
@@ -341,6 +341,54 @@ def _client(url: str) -> Any:
     from kubernetes import client
 
     return client.ApiClient(client.Configuration(host=url))
+
+
+@pytest.mark.parametrize(
+    ("container", "said"),
+    [
+        ("tests", "pod deleted before the tests started"),
+        (CHECKOUT_CONTAINER, "pod deleted while its code was sent"),
+    ],
+    ids=["before-the-tests-exec", "while-the-code-is-sent"],
+)
+def test_a_pod_that_vanishes_before_an_exec_is_relaunched(kube: Kube, container: str, said: str) -> None:
+    name = new_build(kube, "k8s-vanish")
+    kube.cluster.vanish_at_next_exec(name, container)  # that exec finds the pod gone: 404
+    record = wait_for(kube.store, start(kube, name).id, timeout=90)
+    assert record.state is BuildState.succeeded, record.reason
+    assert [p.pod for p in record.pods] == [name, f"{name}-a2"]
+    assert said in record.pods[0].ended
+    assert leftovers(kube, name) == []
+
+
+def test_teardown_with_unreadable_logs_deletes_everything_anyway(kube: Kube) -> None:
+    name = new_build(kube, "k8s-nodeless", test_duration=5)
+    record = start(kube, name)
+    wait_for(kube.store, record.id, until="run_tests", timeout=60)
+    kube.cluster.unreachable_node(name)  # logs (and exec) of its pod answer 500 from now on
+    done = wait_for(kube.store, record.id, timeout=90)
+    assert done.state is BuildState.error  # the tests' result could not be read
+    assert "no preferred addresses found" in done.reason
+    assert leftovers(kube, name, deadline=30) == []
+    saved = [Path(p).read_text() for key, p in done.logs.items() if key.startswith("containers/")]
+    assert saved and all("podci could not read this log before teardown" in text for text in saved)
+
+
+def test_a_waiting_build_is_looked_at_only_when_woken(kube: Kube) -> None:
+    """Parked builds cost nothing while they wait: the tests' look runs when the tests start and when
+    the agent ends, however long they run, never on a timer in between (the safety look is a minute)."""
+    short, long = (
+        new_build(kube, "k8s-short-wait", test_duration=1),
+        new_build(kube, "k8s-long-wait", test_duration=20),
+    )
+    done = [wait_for(kube.store, start(kube, n).id, timeout=120) for n in (short, long)]
+    assert [r.state for r in done] == [BuildState.succeeded] * 2
+    looks = [r.step_record("run_tests").checks for r in done]
+    assert looks[0] == looks[1] and looks[1] <= 2, looks
+    # one look per decision-relevant change of the pod (scheduled, code delivered, ready), not per second
+    assert all(r.step_record("wait_setup").checks <= 10 for r in done), [
+        r.step_record("wait_setup") for r in done
+    ]
 
 
 def test_a_setup_that_times_out_says_what_the_kubelet_said(kube: Kube, tmp_path: Path) -> None:

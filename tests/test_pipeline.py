@@ -22,8 +22,8 @@ from workers.pipeline import (
     Wait,
     apply,
     cancel_outcome,
+    next_look,
     next_step,
-    recheck_delay,
     retry_delay,
     start,
 )
@@ -215,12 +215,21 @@ def test_start_leaves_a_started_build_alone(state: BuildState) -> None:
 
 
 @pytest.mark.parametrize(
-    ("waited", "low", "high", "expected"),
-    [(0, 0.25, 5, 0.25), (1, 0.25, 5, 0.25), (2.5, 0.25, 5, 0.25), (10, 0.25, 5, 1.0),
-     (50, 0.25, 5, 5.0), (3600, 0.25, 5, 5.0), (30, 1, 2, 2)],
-)  # fmt: skip
-def test_recheck_delay_is_a_tenth_clamped(waited: float, low: float, high: float, expected: float) -> None:
-    assert recheck_delay(waited, low, high) == pytest.approx(expected)
+    ("budget_left", "safety", "expected"),
+    [(None, 60, 60), (300, 60, 60), (10, 60, 10.5), (0.1, 60, 0.6), (-5, 60, 0.5), (None, 5, 5)],
+)
+def test_a_parked_build_looks_at_its_safety_interval_or_when_its_budget_ends(
+    budget_left: float | None, safety: float, expected: float
+) -> None:
+    assert next_look(budget_left, safety) == pytest.approx(expected)
+
+
+def test_waiting_parks_the_build_and_anything_else_unparks_it() -> None:
+    rec = record(Step.wait_setup)
+    apply(rec, Step.wait_setup, Wait("starting", 30), NOW)
+    assert rec.parked
+    apply(rec, Step.wait_setup, Done("ready"), NOW)
+    assert not rec.parked and rec.step is Step.run_tests
 
 
 @pytest.mark.parametrize(

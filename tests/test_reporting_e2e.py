@@ -111,7 +111,7 @@ def test_bitbucket_cloud_pull_request_posts_inprogress_then_success_once(stack: 
     headers = {"X-Event-Key": "pullrequest:created", "X-Request-UUID": "e2e-cloud"}
     reply = post(stack.api, cloud_pr(stack.repo, "cloud-topic", sha), headers)
     assert reply.status_code == 202, reply.text
-    build = reported(stack.store, reply.json()["build_id"], "bitbucket-cloud", "succeeded")
+    build = reported(stack.store, reply.json()["build_id"], "bitbucket-cloud", "SUCCESSFUL")
     assert build.state is BuildState.succeeded
     check_posts(stack.cloud, build, stack.api, "SUCCESSFUL")
     assert len(stack.cloud.seen[0].body["key"]) <= 40
@@ -127,7 +127,7 @@ def test_bitbucket_server_failed_build_posts_inprogress_then_failed_once(stack: 
     reply = post(stack.api, server_pr("pr:opened", 31, stack.repo, "server-topic", sha),
                  {"X-Event-Key": "pr:opened", "X-Request-Id": "e2e-server"})  # fmt: skip
     assert reply.status_code == 202, reply.text
-    build = reported(stack.store, reply.json()["build_id"], "bitbucket-server", "failed")
+    build = reported(stack.store, reply.json()["build_id"], "bitbucket-server", "FAILED")
     assert build.state is BuildState.failed
     check_posts(stack.server, build, stack.api, "FAILED")
 
@@ -150,13 +150,13 @@ def test_an_outage_during_the_final_report_is_retried_and_changes_nothing(stack:
     headers = {"X-Event-Key": "pullrequest:updated", "X-Request-UUID": "e2e-outage"}
     reply = post(stack.api, cloud_pr(stack.repo, "outage", sha), headers)
     build_id = reply.json()["build_id"]
-    reported(stack.store, build_id, "bitbucket-cloud", "running")
+    reported(stack.store, build_id, "bitbucket-cloud", "INPROGRESS")
     stack.cloud.status, stack.cloud.reply = 503, '{"error": "down for maintenance"}'
     finished = wait_for(stack.store, build_id)
     assert finished.state is BuildState.succeeded
     wait_until(lambda: len(stack.cloud.seen) >= 3)  # INPROGRESS, then at least two refused finals
     stack.cloud.status = None
-    build = reported(stack.store, build_id, "bitbucket-cloud", "succeeded")
+    build = reported(stack.store, build_id, "bitbucket-cloud", "SUCCESSFUL")
     assert build.state is BuildState.succeeded and build.finished == finished.finished
     states = [seen.body["state"] for seen in stack.cloud.seen]
     assert states[0] == "INPROGRESS" and states[-1] == "SUCCESSFUL" and states.count("SUCCESSFUL") >= 3

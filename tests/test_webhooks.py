@@ -106,11 +106,15 @@ def test_a_new_head_commit_stops_the_older_build(
 def test_merged_pull_request_stops_its_builds(
     api: str, store: BuildStore, settings: Settings, tmp_path
 ) -> None:
-    repo = Repo(tmp_path / "merge", {"tests/test_slow.py": SLOW_TESTS})
+    # its tests wait for a file nobody creates: the build is still running when the merge arrives
+    never = tmp_path / "never"
+    gated = "import os, time, unittest\n\nclass Gated(unittest.TestCase):\n    def test_gate(self):\n"
+    gated += f"        while not os.path.exists({str(never)!r}):\n            time.sleep(0.1)\n"
+    repo = Repo(tmp_path / "merge", {"tests/test_gated.py": gated})
     sha = repo.branch("topic", {"notes.txt": "x\n"})
     started = post(api, server_pr("pr:opened", 8, repo, "topic", sha), {"X-Event-Key": "pr:opened"})
     build_id = started.json()["build_id"]
-    wait_for(store, build_id, until="wait_setup")
+    wait_for(store, build_id, until="run_tests")
     merged = post(api, server_pr("pr:merged", 8, repo, "topic", sha), {"X-Event-Key": "pr:merged"})
     assert merged.status_code == 200
     assert merged.json()["action"] == "cancel" and merged.json()["builds"] == [build_id]

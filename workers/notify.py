@@ -1,10 +1,11 @@
 """`podci.notify`: post a build's current state with one reporter, apart from the pipeline.
 
-Sent when a build starts and when it completes. Each post is remembered in `record.reported`, so a
-state is never posted twice, and a lock per (build, reporter) keeps a slow retry and a newer message
-from posting at once. An old retry that runs after the build finished posts the final state, never
-a stale INPROGRESS. Failures are retried with backoff up to `PODCI_REPORT_RETRIES`, and never
-touch the build's own state.
+Sent when a build is accepted (by the receiver: INPROGRESS at once), when it starts and when it
+completes. What each post said is remembered in `record.reported`, so nothing is said twice (queued
+and running are both INPROGRESS on Bitbucket: one post), and a lock per (build, reporter) keeps a
+slow retry and a newer message from posting at once. An old retry that runs after the build finished
+posts the final state, never a stale INPROGRESS. Failures are retried with backoff up to
+`PODCI_REPORT_RETRIES`, and never touch the build's own state.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from collections.abc import Callable
 from celery import Celery, Task
 from celery.utils.time import get_exponential_backoff_interval
 
-from schemas.record import BuildRecord, BuildState, utcnow
+from dispatch.send import notify as send_notify
+from schemas.record import BuildRecord, utcnow
 from store import keys, metrics
 from workers.errors import TransientError
 from workers.process import ProcessResources
@@ -27,7 +29,7 @@ log = logging.getLogger("podci.notify")
 def notify_all(app: Celery, proc: ProcessResources, record: BuildRecord) -> None:
     """One `podci.notify` per reporter with something to say now (no message for the others)."""
     for name in pending_reports(proc, record):
-        app.send_task("podci.notify", args=[record.id, name], ignore_result=True)
+        send_notify(app, record.id, name)
 
 
 def _remember(name: str, state: str) -> Callable[[BuildRecord], None]:
@@ -42,7 +44,7 @@ def pending_reports(proc: ProcessResources, record: BuildRecord) -> list[str]:
     return [
         name
         for name, reporter in proc.reporters.items()
-        if reporter.applies(record) and record.reported.get(name) != record.state.value
+        if reporter.applies(record) and record.reported.get(name) != reporter.says(record)
     ]
 
 
@@ -68,9 +70,7 @@ def resend_reports(app: Celery, proc: ProcessResources, grace: float) -> int:
             if held > 0:
                 again = now + held / 1000 + 0.5
             else:
-                app.send_task(
-                    "podci.notify", args=[build_id, name], kwargs={"retry": False}, ignore_result=True
-                )
+                send_notify(app, build_id, name, retry=False)
                 sent += 1
                 again = now + max(grace, 60)
             when = again if when is None else min(when, again)
@@ -89,7 +89,11 @@ def notify(proc: ProcessResources, build_id: str, name: str, task: Task, retry: 
         raise task.retry(countdown=1, max_retries=None)
     try:
         record = store.get(build_id)
-        if record is None or not reporter.applies(record) or record.reported.get(name) == record.state.value:
+        if (
+            record is None
+            or not reporter.applies(record)
+            or record.reported.get(name) == reporter.says(record)
+        ):
             return "nothing new"
         return _post(proc, record, name, task, retry)
     finally:
@@ -113,9 +117,9 @@ def _post(proc: ProcessResources, record: BuildRecord, name: str, task: Task, re
             raise task.retry(countdown=countdown, max_retries=settings.report_retries) from None
         log.error("build=%s reporter=%s gave up after %d tries: %s", record.id, name, tries + 1, exc)
         return "gave up"
-    state = record.state.value
+    state = proc.reporters[name].says(record)
     proc.store.update(record.id, _remember(name, state))
-    if record.state is BuildState.running and record.request.provider != "manual":
+    if not record.state.final and record.request.provider != "manual":
         waited = (utcnow() - record.created).total_seconds()
         metrics.observe(redis, "webhook_to_inprogress_seconds", name, waited)
     log.info("build=%s reporter=%s state=%s note=%s", record.id, name, state, note)

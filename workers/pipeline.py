@@ -87,9 +87,12 @@ class Done:
 
 @dataclass(frozen=True)
 class Wait:
-    """Not there yet; look again later (the worker slot is freed meanwhile)."""
+    """Not there yet: the build is parked until what it waits for wakes it (the worker slot is freed
+    meanwhile). `budget_left`: seconds until the step's budget ends, when it has one; the build looks
+    again by then on its own."""
 
     detail: str = ""
+    budget_left: float | None = None
 
 
 @dataclass(frozen=True)
@@ -123,10 +126,12 @@ def waited(record: BuildRecord, step: Step, now: datetime) -> float:
     return 0.0 if started is None else (now - started).total_seconds()
 
 
-def recheck_delay(waited: float, low: float, high: float) -> float:
-    """Look again after a tenth of the time waited so far, within [low, high]: quick for fast setups,
-    and a long test run costs a few dozen looks, not one every fraction of a second."""
-    return max(low, min(high, waited / 10))
+def next_look(budget_left: float | None, safety: float) -> float:
+    """Seconds until a parked build looks on its own: the safety-net interval, or just after its budget
+    ends when that is sooner (so a timeout is noticed without a wake-up)."""
+    if budget_left is None:
+        return safety
+    return max(0.5, min(safety, budget_left + 0.5))
 
 
 def retry_delay(tries: int, retry_after: float | None, fraction: float, cap: float = 60.0) -> float:
@@ -154,6 +159,7 @@ def apply(record: BuildRecord, step: Step, outcome: Outcome, now: datetime) -> N
     """Record `outcome` of `step` and point the record at what runs next (or complete it)."""
     entry = record.step_record(step)
     record.seq += 1
+    record.parked = isinstance(outcome, Wait)
     if isinstance(outcome, Wait):
         entry.detail = outcome.detail
         entry.checks += 1

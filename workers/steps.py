@@ -123,16 +123,15 @@ def wait_setup(rt: Runtime, record: BuildRecord) -> Outcome:
         return Done(status.detail)
     so_far = waited(record, Step.wait_setup, utcnow())
     if status.unscheduled:  # waiting for capacity is normal, within its own budget
-        if so_far > ctx.config.timeouts.unscheduled:
-            return Stop(
-                BuildState.error, f"{status.detail} (for more than {ctx.config.timeouts.unscheduled:g} s)"
-            )
-        return Wait(status.detail)
+        budget = ctx.config.timeouts.unscheduled
+        if so_far > budget:
+            return Stop(BuildState.error, f"{status.detail} (for more than {budget:g} s)")
+        return Wait(status.detail, budget - so_far)
     budget = ctx.config.timeouts.setup
     if so_far > budget:
         why = "; ".join(filter(None, (status.detail, rt.backend.explain(ctx))))
         return Stop(BuildState.error, f"setup did not complete within {budget:g} s ({why})")
-    return Wait(status.detail)
+    return Wait(status.detail, budget - so_far)
 
 
 def run_tests(rt: Runtime, record: BuildRecord) -> Outcome:
@@ -144,9 +143,10 @@ def run_tests(rt: Runtime, record: BuildRecord) -> Outcome:
         return _lost(record, lost, ctx.config)
     if status is None:
         budget = ctx.config.timeouts.tests
-        if waited(record, Step.run_tests, utcnow()) > budget:
+        so_far = waited(record, Step.run_tests, utcnow())
+        if so_far > budget:
             return Stop(BuildState.error, f"the tests did not finish within {budget:g} s")
-        return Wait("tests running")
+        return Wait("tests running", budget - so_far)
     result = TestResult(
         exit_code=status.exit_code,
         log_path=str(status.log_path),

@@ -20,9 +20,9 @@ from celery.signals import task_received
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from dispatch.app import task_name
+from dispatch.app import NOTIFY_TASK, task_name
 from dispatch.reconcile import reconcile
-from dispatch.send import send
+from dispatch.send import send, wake, wake_admitted
 from schemas.record import BuildRecord, BuildState, Step, StepState, utcnow
 from schemas.settings import Settings
 from store import metrics
@@ -61,10 +61,11 @@ def _attempt(proc: ProcessResources, step: Step, record: BuildRecord, task: Task
             raise task.retry(
                 exc=exc, countdown=countdown, max_retries=proc.settings.transient_retries
             ) from exc
-        if step is Step.teardown and waited(record, step, utcnow()) < proc.settings.teardown_timeout:
+        so_far = waited(record, step, utcnow())
+        if step is Step.teardown and so_far < proc.settings.teardown_timeout:
             # Objects left behind would outlive the build: look again later (a new round of retries).
             log.warning("build %s step %s: %s; looking again later", record.id, step, exc)
-            return Wait(f"{exc}; trying again")
+            return Wait(f"{exc}; trying again", proc.settings.teardown_timeout - so_far)
         return Stop(BuildState.error, f"{step} gave up after {tries + 1} tries: {exc}")
     except PermanentError as exc:
         return Stop(BuildState.error, str(exc))
@@ -103,19 +104,21 @@ def run_step(app: Celery, proc: ProcessResources, step: Step, build_id: str, seq
     else:
         with lease(store, build_id, settings.stall_grace):
             outcome = _attempt(proc, step, record, task)
-    delay = 0.0
+    # A waiting build is parked: no message is sent, what it waits for wakes it (the pod watch, the
+    # local watcher, a slot freed in its repository); its due time is only the safety-net look.
     if isinstance(outcome, Wait):
-        since = record.step_record(step).started or record.created
-        delay = pipeline.recheck_delay(
-            (utcnow() - since).total_seconds(), settings.recheck_min, settings.recheck_max
-        )
+        due = time.time() + pipeline.next_look(outcome.budget_left, settings.safety_look)
+    else:
+        due = time.time() + settings.stall_grace
     moved = store.update(
-        build_id,
-        lambda r: pipeline.apply(r, step, outcome, utcnow()),
-        expect_seq=seq,
-        due=time.time() + delay + settings.stall_grace,
+        build_id, lambda r: pipeline.apply(r, step, outcome, utcnow()), expect_seq=seq, due=due
     )
     if moved is None:
+        if not isinstance(outcome, Wait):
+            # A duplicate look (a wake-up during this one) parked the build first, and what this look
+            # learned is lost with its compare-and-set: look again, or the build would wait for its
+            # safety look. The step is idempotent, so the new look finds the same answer.
+            wake(app, store, build_id)
         return "superseded"
     if isinstance(outcome, Relaunch):
         metrics.count(store.redis, "pod_losses", settings.backend)
@@ -129,8 +132,9 @@ def run_step(app: Celery, proc: ProcessResources, step: Step, build_id: str, seq
     if moved.complete:
         metrics.record_completion(store.redis, moved, settings.backend)
         notify_all(app, proc, moved)  # the final state
-    elif moved.step is not None:
-        send(app, moved.step, build_id, moved.seq, delay, store=store)
+        wake_admitted(app, store, moved.request.repo, settings.repo_concurrency)
+    elif moved.step is not None and (not moved.parked or store.take_woken(build_id)):
+        send(app, moved.step, build_id, moved.seq, store=store)
     return type(outcome).__name__.lower()
 
 
@@ -161,7 +165,7 @@ def register(app: Celery, settings: Settings) -> None:
 
     task_received.connect(on_received, weak=False)
 
-    @app.task(name="podci.notify", bind=True, ignore_result=True)  # type: ignore[untyped-decorator]
+    @app.task(name=NOTIFY_TASK, bind=True, ignore_result=True)  # type: ignore[untyped-decorator]
     def notify_task(self: Task, build_id: str, reporter: str, retry: bool = True) -> str:
         return notify(proc, build_id, reporter, self, retry)
 

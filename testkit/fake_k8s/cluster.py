@@ -35,6 +35,7 @@ from .errors import (
     conflict,
     injected,
     invalid,
+    no_node_address,
     not_found,
     success_body,
 )
@@ -292,6 +293,8 @@ class FakeCluster:
         self.volume_dirs: dict[str, set[str]] = {}
         self.loopback_only: set[tuple[str | None, str]] = set()  # (build, container) binding 127.0.0.1
         self.denied: set[tuple[str, str, str]] = set()  # (verb, resource, subresource) refused by RBAC
+        self.unreachable: set[str] = set()  # pods on a node the API server cannot reach (logs, exec: 500)
+        self.vanish_on_exec: set[tuple[str, str | None]] = set()  # (pod, container): deleted at that exec
         self.exec_handler: Callable[[ExecRecord], tuple[int, str, str] | None] | None = None
         self._injections: list[_Injection] = []
         self._builds: dict[tuple[str, str, str], str] = {}  # (resource, ns, name) -> build, kept after delete
@@ -328,6 +331,18 @@ class FakeCluster:
         """`container` of the build binds its probed port to 127.0.0.1 only: its probe is refused."""
         with self.lock:
             self.loopback_only.add((build, container))
+
+    def vanish_at_next_exec(self, pod_name: str, container: str | None = None) -> None:
+        """The pod is deleted (at once, as a force delete) just as the next exec into it (into
+        `container`, when given) arrives: the exec's handshake then answers 404, as a real API server
+        does for a pod that is gone."""
+        with self.lock:
+            self.vanish_on_exec.add((pod_name, container))
+
+    def unreachable_node(self, pod_name: str) -> None:
+        """The pod's node has no address the API server can use: its logs and exec answer 500."""
+        with self.lock:
+            self.unreachable.add(pod_name)
 
     def deny(self, verb: str, resource: str, subresource: str = "") -> None:
         """RBAC: SelfSubjectAccessReviews for this right answer `allowed: false`."""
@@ -933,6 +948,8 @@ class FakeCluster:
             sim = self.sim.pods.get((namespace, name))
             if pod is None or sim is None:
                 raise not_found("pods", name)
+            if name in self.unreachable:
+                raise no_node_address()
             target = self.pick_container(sim, container)
             if previous:
                 raise bad_request(f'previous terminated container "{target.name}" in pod "{name}" not found')

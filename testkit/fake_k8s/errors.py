@@ -59,6 +59,11 @@ class ApiError(Exception):
         return status_body(self.code, self.reason, self.message, self.details)
 
 
+def no_node_address() -> ApiError:
+    """What the API server answers for logs or exec of a pod whose node it cannot reach."""
+    return ApiError(500, "InternalError", "no preferred addresses found; known addresses: []")
+
+
 def not_found(resource: str, name: str) -> ApiError:
     return ApiError(
         404, "NotFound", f'{resource} "{name}" not found', details={"name": name, "kind": resource}

@@ -27,7 +27,7 @@ from workers.backends.kubernetes.names import RECEIVE_SCRIPT, START_TESTS_SCRIPT
 
 from . import workspace
 from .cluster import ExecRecord, FakeCluster, truthy
-from .errors import ApiError, bad_request, not_found
+from .errors import ApiError, bad_request, no_node_address, not_found
 from .lifecycle import ContainerSim, PodSim
 
 # Every channel protocol the API server speaks, except the base64 ones; the client's order decides.
@@ -42,8 +42,15 @@ def exec_target(
     """The container to exec in, or the error the API server answers the handshake with."""
     with cluster.lock:
         sim = cluster.sim.pods.get((namespace, name))
+        chosen = next((v for v in cluster.vanish_on_exec if v[0] == name and v[1] in (None, container)), None)
+        if sim is not None and chosen is not None:
+            cluster.vanish_on_exec.discard(chosen)
+            cluster.sim.begin_delete(sim, 0)
+            raise not_found("pods", name)
         if sim is None or cluster.store.get("pods", namespace, name) is None:
             raise not_found("pods", name)
+        if name in cluster.unreachable:
+            raise no_node_address()
         if not command:
             raise bad_request("you must specify at least one command for the container")
         target = cluster.pick_container(sim, container)

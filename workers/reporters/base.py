@@ -1,7 +1,7 @@
 """The one interface every reporter implements, as Prow's crier does.
 
 `report(record)` posts the record's *current* state. The caller (the `podci.notify` task) remembers
-in `record.reported[name]` what was last posted and never posts the same state twice, retries on
+in `record.reported[name]` what was last said (`says`) and never says the same twice, retries on
 `TransientError` with backoff, and never lets a reporter change the build's own result.
 """
 
@@ -17,6 +17,11 @@ class Reporter(Protocol):
 
     def applies(self, record: BuildRecord) -> bool:
         """Whether this reporter has anything to say about this build in its current state."""
+        ...
+
+    def says(self, record: BuildRecord) -> str:
+        """What a post now would say (Bitbucket's state, INPROGRESS for queued and running alike):
+        the reporter has something new to say only when this differs from what it last said."""
         ...
 
     def report(self, record: BuildRecord) -> str:

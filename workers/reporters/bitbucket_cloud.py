@@ -30,6 +30,9 @@ class BitbucketCloud(BitbucketReporter):
             and status.cloud_path(record) is not None
         )
 
+    def says(self, record: BuildRecord) -> str:
+        return status.state_for(record.state, "cloud")
+
     def _request(self, record: BuildRecord) -> tuple[str, dict[str, Any]] | None:
         path = status.cloud_path(record)
         if path is None:

@@ -30,6 +30,11 @@ class BitbucketServer(BitbucketReporter):
             and path is not None
         )
 
+    def says(self, record: BuildRecord) -> str:
+        return status.state_for(
+            record.state, "legacy" if self.settings.bitbucket_server_legacy_status else "server"
+        )
+
     def _request(self, record: BuildRecord) -> tuple[str, dict[str, Any]] | None:
         s = self.settings
         if not s.bitbucket_server_url:

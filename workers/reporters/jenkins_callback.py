@@ -34,6 +34,9 @@ class JenkinsCallback:
     def applies(self, record: BuildRecord) -> bool:
         return bool(record.request.callback_url) and record.state.final
 
+    def says(self, record: BuildRecord) -> str:
+        return record.state.value
+
     def report(self, record: BuildRecord) -> str:
         url = record.request.callback_url
         if not url:

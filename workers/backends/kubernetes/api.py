@@ -196,10 +196,10 @@ class KubeApi:
                 seen.append(said)
         return seen[-limit:]
 
-    def pod_log(self, name: str, container: str) -> str:
+    def pod_log(self, name: str, container: str, timeout: float = 30) -> str:
         response = self._call(
             f"reading the log of {name}/{container}", self.core.read_namespaced_pod_log, name, self.namespace,
-            container=container, ok=(400, 404),
+            container=container, ok=(400, 404), _request_timeout=timeout,
         )  # fmt: skip
         return "" if response is None else str(response.data.decode(errors="replace"))
 

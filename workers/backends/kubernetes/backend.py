@@ -8,6 +8,8 @@ sidecar ends when they have, which the watch sees: waiting costs no API requests
 
 from __future__ import annotations
 
+import logging
+import time
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -39,9 +41,10 @@ from workers.backends.kubernetes.pod_state import (
 )
 from workers.backends.kubernetes.policy import check_policy
 from workers.backends.kubernetes.watch import PodCache
-from workers.errors import NotRunning, PermanentError, PodLost, TransientError
+from workers.errors import NotRunning, PermanentError, PodGone, PodLost, TransientError
 from workers.logfiles import first_error_line, log_files, write_atomic
 
+log = logging.getLogger(__name__)
 _KINDS_IN_TEARDOWN_ORDER = ("pods", "services", "persistentvolumeclaims", "persistentvolumes")
 _DAY = 24 * 3600
 # A claim on a one-off action (exec the tests, read the agent's log) keeps duplicate looks from doing it
@@ -50,6 +53,7 @@ _DAY = 24 * 3600
 # one more request, since both actions are safe to repeat.
 _CLAIM_SECONDS = 15
 _DELIVERY_TIMEOUT = 600  # seconds for the receiving end to finish once all bytes were sent
+_LOG_BUDGET = 20  # seconds teardown spends at most saving container logs before it deletes
 
 
 class KubernetesBackend:
@@ -123,6 +127,9 @@ class KubernetesBackend:
             code, output = self.api.exec(
                 pod, CHECKOUT_CONTAINER, argv, timeout=_DELIVERY_TIMEOUT, stdin=bundle
             )
+        except PodGone as gone:
+            self.cache.redis.delete(marker)
+            raise PodLost(f"pod deleted while its code was sent ({gone})") from None
         except NotRunning:
             self.cache.redis.delete(marker)  # started or finished meanwhile: the next look sees which
             return "waiting for the checkout container"
@@ -157,6 +164,13 @@ class KubernetesBackend:
         ]
         try:
             code, output = self.api.exec(attempt_name(ctx.name, ctx.attempt), ctx.config.test.container, argv)
+        except PodGone as gone:  # deleted between setup and the exec: a loss like any other
+            self.cache.redis.delete(marker)
+            raise PodLost(f"pod deleted before the tests started ({gone})") from None
+        except NotRunning as stopped:  # terminating: the watch tells a loss from a failure
+            self.cache.redis.delete(marker)
+            self._state(ctx)  # raises PodLost when the cache already knows
+            raise TransientError(str(stopped)) from None
         except Exception:
             self.cache.redis.delete(marker)  # not started: the next look tries again
             raise
@@ -206,9 +220,12 @@ class KubernetesBackend:
 
     def workspace_file(self, ctx: BuildContext, path: str) -> bytes | None:
         full = f"{ctx.config.volume.mount_path.rstrip('/')}/{path}"
-        code, output = self.api.exec(
-            attempt_name(ctx.name, ctx.attempt), ctx.config.test.container, ["cat", full]
-        )
+        try:
+            code, output = self.api.exec(
+                attempt_name(ctx.name, ctx.attempt), ctx.config.test.container, ["cat", full]
+            )
+        except (PodGone, NotRunning):  # the pod went after its tests: the report went with it
+            return None
         return output.encode() if code == 0 else None
 
     # --- logs and teardown ---------------------------------------------------------------------
@@ -220,26 +237,37 @@ class KubernetesBackend:
         return now + timedelta(minutes=minutes)
 
     def logs(self, name: str, log_dir: Path) -> dict[str, Path]:
-        """Every container's log, fetched once (before the pods are deleted) into `log_dir`; when a
-        fetch fails, the retry fetches them all again rather than teardown going on without them."""
+        """Every container's log, fetched once before the pods are deleted, into `log_dir`: best
+        effort, within `_LOG_BUDGET` seconds. A log that cannot be read (the node unreachable, the pod
+        gone) is noted in its file instead; it never holds up the deletes, which cost money while
+        they wait."""
         marker = keys.container_logs_saved(name)
         if self.cache.redis.set(marker, "1", nx=True, ex=_DAY):
+            deadline = time.monotonic() + _LOG_BUDGET
             try:
-                for pod in self.api.select("pods", f"{BUILD_LABEL}={name}"):
-                    self._save_pod_logs(pod, log_dir)
-            except Exception:
-                self.cache.redis.delete(marker)
-                raise
+                pods = self.api.select("pods", f"{BUILD_LABEL}={name}")
+            except (TransientError, PermanentError) as exc:
+                log.warning("build=%s container logs not saved: %s", name, exc)
+                pods = []
+            for pod in pods:
+                self._save_pod_logs(pod, log_dir, deadline)
         return log_files(log_dir)
 
-    def _save_pod_logs(self, pod: dict[str, Any], log_dir: Path) -> None:
+    def _save_pod_logs(self, pod: dict[str, Any], log_dir: Path, deadline: float) -> None:
         spec, pod_name = pod.get("spec") or {}, pod["metadata"]["name"]
         containers = [c["name"] for c in spec.get("containers", []) if c["name"] != AGENT_CONTAINER]
         containers += [c["name"] for c in spec.get("initContainers", []) if c["name"] == CHECKOUT_CONTAINER]
         for container in containers:
             path = log_dir / "containers" / f"{pod_name}.{container}.log"
             path.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(path, self.api.pod_log(pod_name, container))
+            left = deadline - time.monotonic()
+            try:
+                if left <= 0:
+                    raise TransientError(f"no time left of the {_LOG_BUDGET} s for logs")
+                text = self.api.pod_log(pod_name, container, timeout=min(left, 10))
+            except (TransientError, PermanentError) as exc:
+                text = f"[podci could not read this log before teardown: {exc}]\n"
+            write_atomic(path, text)
 
     def teardown(self, name: str, keep_pods: bool = False) -> str | None:
         """Send the deletes once, then report done only when the watch has seen the pods go and no

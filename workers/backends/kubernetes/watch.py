@@ -16,8 +16,7 @@ from typing import Any
 from celery import Celery
 from redis import Redis
 
-from dispatch.send import send
-from schemas.record import Step
+from dispatch.send import wake
 from schemas.settings import Settings
 from store import keys
 from store.builds import BuildStore
@@ -140,9 +139,6 @@ class PodWatcher:
             self.wake(build)
 
 
-WAKEABLE = (Step.wait_setup, Step.run_tests, Step.teardown)
-
-
 def start_pod_watch(app: Celery, settings: Settings) -> PodWatcher:
     """One watch per worker, in its main process (started after the pool has forked), waking builds
     whose pods changed."""
@@ -151,14 +147,10 @@ def start_pod_watch(app: Celery, settings: Settings) -> PodWatcher:
     redis = connect(settings.require_redis_url())
     store = BuildStore(redis)
 
-    def wake(build_id: str) -> None:
-        # Sending the current step with the current seq is safe: if a timed look is also queued,
-        # both run, one wins the compare-and-set, the other finds the build moved on.
-        record = store.get(build_id)
-        if record is not None and not record.complete and record.step in WAKEABLE:
-            send(app, record.step, build_id, record.seq, store=store)
+    def wake_build(build_id: str) -> None:
+        wake(app, store, build_id)
 
-    watcher = PodWatcher(KubeApi(settings), PodCache(redis), wake)
+    watcher = PodWatcher(KubeApi(settings), PodCache(redis), wake_build)
     watcher.start()
     log.info("watching build pods in namespace %s", settings.kube_namespace)
     return watcher

@@ -25,13 +25,19 @@ class LocalType:
     name = "local"
 
     def create(self, settings: Settings, redis: Redis) -> ClusterBackend:
-        return LocalBackend(settings.state_dir, settings.teardown_grace, settings.log_tail_lines)
+        return LocalBackend(
+            settings.state_dir, settings.teardown_grace, settings.log_tail_lines, settings.redis_url
+        )
 
     def check(self, settings: Settings) -> str:
         return f"processes on this machine, state in {settings.state_dir}"
 
     def start_worker(self, app: Celery, settings: Settings) -> None:
-        """Nothing to watch: the local backend's steps look at files and processes."""
+        """The waker: builds' processes push what changed onto a list; a thread of the worker's main
+        process wakes each build's parked step (what the pod watch does on Kubernetes)."""
+        from workers.backends.local.waker import start_waker
+
+        start_waker(app, settings)
 
     def collect_garbage(self, settings: Settings, store: BuildStore, *, dry_run: bool) -> list[str]:
         """Builds whose processes or directories outlived them: complete, or no record at all (a

@@ -37,14 +37,23 @@ from workers.logfiles import tail as last_lines
 log = logging.getLogger(__name__)
 _BASE_ENV_KEYS = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ")
 TESTS = "tests"  # the test command's process key; containers are keyed `containers/<name>`
+WATCHER = "watcher"  # the process that wakes the build when its setup is decided (see `watcher`)
 
 
 class LocalBackend:
     name = "local"
 
-    def __init__(self, state_dir: Path, teardown_grace: float = 3.0, log_tail_lines: int = 40) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        teardown_grace: float = 3.0,
+        log_tail_lines: int = 40,
+        redis_url: str | None = None,
+    ) -> None:
+        self.state_dir = state_dir
         self.root = state_dir / "builds"
         self.leases = state_dir / "ports"
+        self.redis_url = redis_url  # where the build's processes say that something changed
         self.grace = teardown_grace
         self.tail_lines = log_tail_lines
         self._warned_images = False
@@ -123,10 +132,13 @@ class LocalBackend:
             **port_env(self._ports(ctx.name)),
         }
 
-    def _env(self, ctx: BuildContext, container: Container) -> dict[str, str]:
+    def _base_env(self) -> dict[str, str]:
         base = {k: os.environ[k] for k in _BASE_ENV_KEYS if k in os.environ}
         base["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), base.get("PATH", "/usr/bin:/bin")])
-        return container_env(container, base, self._podci_env(ctx))
+        return base
+
+    def _env(self, ctx: BuildContext, container: Container) -> dict[str, str]:
+        return container_env(container, self._base_env(), self._podci_env(ctx))
 
     def _cwd(self, ctx: BuildContext, container: Container) -> Path:
         """Where a container's commands run: the workspace, as on a cluster where the template names no
@@ -145,20 +157,32 @@ class LocalBackend:
         return volume / wanted.relative_to(mount)
 
     def _launch(
-        self, ctx: BuildContext, key: str, argv: list[str], env: dict[str, str], cwd: Path | None = None
+        self,
+        ctx: BuildContext,
+        key: str,
+        argv: list[str],
+        env: dict[str, str],
+        cwd: Path | None = None,
+        *,
+        log: Path | None = None,
+        wake: bool = True,
     ) -> None:
         if self._pidfile(ctx.name, key).exists():
             return
         self._pidfile(ctx.name, key).parent.mkdir(parents=True, exist_ok=True)
         (ctx.log_dir / key).parent.mkdir(parents=True, exist_ok=True)
+        waking = (
+            ["--wake-redis", self.redis_url, "--wake-build", ctx.build_id] if wake and self.redis_url else []
+        )
         proc = subprocess.run(
             [
                 sys.executable, "-m", "workers.backends.local.proc",
                 "--pidfile", str(self._pidfile(ctx.name, key)),
                 "--exit-file", str(self._exitfile(ctx.name, key)),
-                "--log", str(ctx.log_dir / f"{key}.log"),
+                "--log", str(log or ctx.log_dir / f"{key}.log"),
                 "--cwd", str(cwd or self._volume(ctx.name)),
                 "--env-json", json.dumps(env),
+                *waking,
                 "--", *argv,
             ],
             capture_output=True, text=True, check=False,
@@ -175,6 +199,11 @@ class LocalBackend:
             env = self._env(ctx, container)
             argv = container_argv(container, env)
             self._launch(ctx, self._container_key(container), argv, env, self._cwd(ctx, container))
+        if self.redis_url:
+            watcher = [sys.executable, "-m", "workers.backends.local.watcher", "--redis", self.redis_url,
+                       "--build", ctx.build_id, "--state-dir", str(self.state_dir)]  # fmt: skip
+            here = self._dir(ctx.name)
+            self._launch(ctx, WATCHER, watcher, self._base_env(), here, log=here / "watcher.log", wake=False)
         names = ", ".join(c.name for c in ctx.pod.containers)
         return f"pod {ctx.name}: started {names} (local processes; images not pulled)"
 

@@ -5,7 +5,8 @@ Run as `python -m workers.backends.local.proc --pidfile P --exit-file E --log L 
 group), starts CMD with exactly the environment in J, writes its own pid to P, then waits and writes
 CMD's exit code to E. The parent returns as soon as CMD has started, printing `ok PID` or
 `error MESSAGE`. Because the child is not the worker's, a worker killed mid-build leaves its builds'
-processes running for the next worker to find.
+processes running for the next worker to find. With `--wake-redis URL --wake-build ID`, the end of CMD
+wakes the build (see `watcher`), so nobody polls for it.
 """
 
 from __future__ import annotations
@@ -44,13 +45,30 @@ def _child(args: argparse.Namespace, report: int) -> None:
             os.dup2(devnull, fd)
         code = proc.wait()
     write_atomic(Path(args.exit_file), str(code))
+    if args.wake_redis:
+        wake(args.wake_redis, args.wake_build)
     os._exit(0)
+
+
+def wake(redis_url: str, build: str) -> None:
+    """Tell the workers the build's state changed (a container or the tests ended), as a pod watch
+    would; a worker wakes the build's parked step. Best effort: the build's safety look remains."""
+    from redis import Redis, RedisError
+
+    from store import keys
+
+    try:
+        Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5).rpush(keys.WAKES, build)
+    except RedisError:
+        pass
 
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="workers.backends.local.proc")
     for flag in ("--pidfile", "--exit-file", "--log", "--cwd", "--env-json"):
         parser.add_argument(flag, required=True)
+    parser.add_argument("--wake-redis", default="", help="when the command ends, wake the build here")
+    parser.add_argument("--wake-build", default="")
     parser.add_argument("cmd", nargs="+")
     args = parser.parse_args(argv)
     read, write = os.pipe()

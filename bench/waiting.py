@@ -1,0 +1,59 @@
+"""What a build costs as its tests run longer: worker and Redis CPU, and Celery tasks, per build, for test
+runs of different lengths (default 2, 60 and 600 s).
+
+Each length runs in a stack of its own: builds started by webhooks, one `podci worker` (2 pool
+processes), the Kubernetes backend against the fake API server (pods start in 1 s). A waiting build is
+parked until its pod wakes it, so the figures should not grow with the test's length; the spread
+(largest over smallest) is printed with them.
+
+Usage: python -m bench.waiting [--builds N] [--durations 2,60,600]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from bench.overhead import measure_podci
+from bench.stack import stack
+
+
+def run(builds: int, durations: list[float]) -> dict[str, Any]:
+    results: dict[str, Any] = {"builds": builds, "durations_s": durations}
+    costs, tasks = [], []
+    for duration in durations:
+        with tempfile.TemporaryDirectory(prefix="podci-waiting-") as tmp, stack(Path(tmp)) as built:
+            built.cluster.configure(start_delay=1.0, test_duration=duration)
+            measured = measure_podci(built, builds, timeout=duration + 600)
+        cpu = measured["worker_cpu_s_per_build"] + measured["redis_cpu_s_per_build"]
+        label = f"{duration:g}s"
+        results[f"cpu_s_per_build_{label}"] = round(cpu, 4)
+        results[f"worker_cpu_s_per_build_{label}"] = round(measured["worker_cpu_s_per_build"], 4)
+        results[f"redis_cpu_s_per_build_{label}"] = round(measured["redis_cpu_s_per_build"], 4)
+        results[f"tasks_per_build_{label}"] = round(measured["tasks_per_build"], 2)
+        results[f"tasks_by_name_{label}"] = measured["tasks_per_build_by_name"]
+        costs.append(cpu)
+        tasks.append(measured["tasks_per_build"])
+    results["cpu_spread"] = round(max(costs) / min(costs), 3)
+    results["tasks_spread"] = round(max(tasks) / min(tasks), 3)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--builds", type=int, default=10)
+    parser.add_argument("--durations", default="2,60,600", help="test run lengths, seconds, comma-separated")
+    parser.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "waiting.json")
+    args = parser.parse_args()
+    results = run(args.builds, [float(d) for d in args.durations.split(",")])
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(results, indent=2))
+    for key, value in results.items():
+        print(f"{key:>40}: {value}")
+
+
+if __name__ == "__main__":
+    main()
