@@ -70,7 +70,8 @@ def measure_podci(built: Stack, builds: int, timeout: float = 600) -> dict[str, 
     built.workers.clear()
     ok = sum(r.state.value == "succeeded" for r in records)
     if ok != builds:
-        raise SystemExit(f"only {ok} of {builds} podci builds succeeded; see {group.log}")
+        reasons = sorted({r.reason for r in records if r.state.value != "succeeded"})
+        raise SystemExit(f"only {ok} of {builds} podci builds succeeded: {reasons}")
     return {
         "builds": builds,
         "wall_s": wall,

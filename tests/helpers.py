@@ -86,15 +86,17 @@ def processes_mentioning(*markers: str) -> list[int]:
     return found
 
 
-def processes_of(build_name: str) -> list[int]:
-    """A build's containers and test command carry PODCI_BUILD; their launchers name the build's
-    directory on their command line."""
-    return processes_mentioning(f"PODCI_BUILD={build_name}\0", f"/builds/{build_name}/")
+def processes_of(state_dir: Path, build_name: str) -> list[int]:
+    """A build's containers and test command carry its workspace in PODCI_WORKSPACE; their launchers
+    name the build's directory on their command line. Both name this state directory, so builds of
+    the same name run by another podci on the machine are not mistaken for this one's."""
+    build_dir = state_dir / "builds" / build_name
+    return processes_mentioning(f"PODCI_WORKSPACE={build_dir}/volume\0", f"{build_dir}/")
 
 
 def leftovers(state_dir: Path, record: BuildRecord) -> list[str]:
     """Everything of a finished build that should be gone: processes, directories, port leases."""
-    left = [f"process {pid}" for pid in processes_of(record.name)]
+    left = [f"process {pid}" for pid in processes_of(state_dir, record.name)]
     for path in (state_dir / "builds" / record.name, state_dir / "checkouts" / record.name):
         if path.exists():
             left.append(str(path))

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 from celery import Celery
 from redis import Redis
 
@@ -223,20 +224,46 @@ def test_redis_gone_mid_step_leaves_the_build_to_the_reconciler(
         proc.store.redis.flushdb()
 
 
+GATED_CONFIG = """\
+test:
+  container: app
+  command:
+    - python3
+    - -c
+    - "import os, time\\nwhile not os.path.exists(os.environ['TESTS_GATE']): time.sleep(0.1)"
+setup:
+  file: .setup-done
+"""
+
+
+def gated_pod(setup_gate: Path, tests_gate: Path) -> str:
+    """Setup completes, and the tests end, only when the test opens their gates."""
+    script = (
+        f"import os, pathlib, signal, time\nwhile not os.path.exists({str(setup_gate)!r}): time.sleep(0.1)\n"
+        "pathlib.Path('.setup-done').touch(); signal.pause()"
+    )
+    container = {"name": "app", "image": "python:3.12-slim", "command": ["python3", "-c", script],
+                 "env": [{"name": "TESTS_GATE", "value": str(tests_gate)}]}  # fmt: skip
+    return yaml.safe_dump({"containers": [container]})
+
+
 @pytest.mark.parametrize("kill_at", ["wait_setup", "run_tests"])
 def test_worker_killed_mid_build_then_restarted_finishes(
     app, store, settings, tmp_path, worker: Worker, kill_at: str
 ) -> None:
-    slow = "import time, unittest\n\nclass Slow(unittest.TestCase):\n    def test_slow(self):\n"
-    slow += "        time.sleep(2)\n"
-    repo = Repo(tmp_path / f"kill-{kill_at}", {"tests/test_slow.py": slow})
+    setup_gate, tests_gate = tmp_path / "setup-gate", tmp_path / "tests-gate"
+    files = {".podci.yml": GATED_CONFIG, ".podci/pod.yaml": gated_pod(setup_gate, tests_gate)}
+    repo = Repo(tmp_path / f"kill-{kill_at}", files, from_example=False)
     record = submit(app, store, settings, request(repo.path, "main", target=None))
+    if kill_at == "run_tests":
+        setup_gate.touch()
     wait_for(store, record.id, until=kill_at)
     worker.kill()
     worker.start()
+    setup_gate.touch()
+    tests_gate.touch()
     done = wait_for(store, record.id)
     assert done.state is BuildState.succeeded, done.reason
-    assert done.tests is not None and "Ran 3 tests" in done.tests.log_tail
     assert leftovers(settings.state_dir, done) == []
 
 

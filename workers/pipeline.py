@@ -155,8 +155,14 @@ def start(record: BuildRecord, step: Step, now: datetime) -> None:
         record.started = now
 
 
-def apply(record: BuildRecord, step: Step, outcome: Outcome, now: datetime) -> None:
-    """Record `outcome` of `step` and point the record at what runs next (or complete it)."""
+def apply(
+    record: BuildRecord, step: Step, outcome: Outcome, now: datetime, started: datetime | None = None
+) -> None:
+    """Record `outcome` of `step` and point the record at what runs next (or complete it). `started`:
+    when the look began, for a step that ran (its first look marks it running then, in this same
+    write, rather than in one of its own)."""
+    if started is not None:
+        start(record, step, started)
     entry = record.step_record(step)
     record.seq += 1
     record.parked = isinstance(outcome, Wait)

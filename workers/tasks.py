@@ -23,7 +23,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from dispatch.app import NOTIFY_TASK, task_name
 from dispatch.reconcile import reconcile
 from dispatch.send import send, wake, wake_admitted
-from schemas.record import BuildRecord, BuildState, Step, StepState, utcnow
+from schemas.record import BuildRecord, BuildState, Step, utcnow
 from schemas.settings import Settings
 from store import metrics
 from store.builds import BuildStore
@@ -92,13 +92,14 @@ def run_step(app: Celery, proc: ProcessResources, step: Step, build_id: str, seq
     if record is None or record.complete or record.seq != seq or record.step != step:
         return "stale"
     early: Outcome | None = pipeline.cancel_outcome(record, step) or _admission(store, settings, record)
-    if early is None and record.step_record(step).state is StepState.pending:
-        was_queued = record.state is BuildState.queued
-        record = store.update(build_id, lambda r: pipeline.start(r, step, utcnow()), expect_seq=seq)
+    looked = utcnow()
+    if early is None and record.state is BuildState.queued:
+        # The build's first step: show it running while it runs (its INPROGRESS went out at intake).
+        # Later steps are marked running by the write that records their outcome: one write a look.
+        record = store.update(build_id, lambda r: pipeline.start(r, step, looked), expect_seq=seq)
         if record is None:
             return "stale"
-        if was_queued:
-            notify_all(app, proc, record)  # INPROGRESS
+        notify_all(app, proc, record)
     if early is not None:
         outcome: Outcome = early
     else:
@@ -110,8 +111,9 @@ def run_step(app: Celery, proc: ProcessResources, step: Step, build_id: str, seq
         due = time.time() + pipeline.next_look(outcome.budget_left, settings.safety_look)
     else:
         due = time.time() + settings.stall_grace
+    started = None if early is not None else looked
     moved = store.update(
-        build_id, lambda r: pipeline.apply(r, step, outcome, utcnow()), expect_seq=seq, due=due
+        build_id, lambda r: pipeline.apply(r, step, outcome, utcnow(), started), expect_seq=seq, due=due
     )
     if moved is None:
         if not isinstance(outcome, Wait):
