@@ -302,34 +302,45 @@ def wake_signal(pod: Json) -> tuple[Any, ...]:
     """The part of a pod's status that can change what a waiting step decides.
 
     The watch sees every change a pod makes (scheduled, each init container starting and ending, each
-    container starting), and waking the build's step for each one ran the step a dozen times a build.
-    A step acts only on losses, failures, readiness and the agent's end, so the watch wakes it only
-    when this tuple changes; progress in between is left to the step's timed looks and budgets.
+    container starting and becoming ready), and waking the build's step for each one ran the step a
+    dozen times a build. A step acts only on: the checkout container starting (the code is sent then),
+    setup complete (the agent ready, or every container ready), the agent's end, a failure, a loss
+    and scheduling trouble; so the watch wakes it only when this tuple changes, a handful of times a
+    build however long it runs.
     """
     status = _mapping(pod.get("status"))
-    scheduled = _condition(status, "PodScheduled") or {}
-    disruption = _condition(status, "DisruptionTarget") or {}
+    phase = status.get("phase")
+    statuses = _items(status.get("containerStatuses"))
+    agent = next((s for s in statuses if s.get("name") == AGENT_CONTAINER), {})
+    others = [s for s in statuses if s.get("name") != AGENT_CONTAINER]
 
-    def containers(key: str, only_failures: bool) -> tuple[Any, ...]:
+    def failures(key: str) -> tuple[Any, ...]:
         out = []
         for entry in _items(status.get(key)):
             end = _terminated(entry) or {}
             waiting = _mapping(_mapping(entry.get("state")).get("waiting")).get("reason")
-            failed = end.get("exitCode") not in (None, 0) or end.get("reason") == "OOMKilled"
-            if only_failures and not failed and waiting not in PULL_FAILURES:
-                continue
-            out.append((entry.get("name"), entry.get("ready") is True, bool(end), end.get("exitCode"),
-                        end.get("reason"), waiting if waiting in PULL_FAILURES else None))  # fmt: skip
+            if (
+                end.get("exitCode") not in (None, 0)
+                or end.get("reason") == "OOMKilled"
+                or waiting in PULL_FAILURES
+            ):
+                out.append((entry.get("name"), end.get("exitCode"), end.get("reason"), waiting))
         return tuple(out)
 
+    checkout = next(
+        (s for s in _items(status.get("initContainerStatuses")) if s.get("name") == CHECKOUT_CONTAINER), {}
+    )
+    checkout_state = _mapping(checkout.get("state"))
     return (
-        status.get("phase"),
+        phase if phase in ("Failed", "Succeeded") else None,
         status.get("reason"),
-        awaiting_code(pod),
+        "running" in checkout_state or "terminated" in checkout_state,  # once: the code is wanted
         bool(_mapping(pod.get("metadata")).get("deletionTimestamp")),
-        scheduled.get("status"),
-        scheduled.get("reason"),
-        disruption.get("status"),
-        containers("initContainerStatuses", only_failures=True),
-        containers("containerStatuses", only_failures=False),
+        (_condition(status, "PodScheduled") or {}).get("reason") == "Unschedulable",
+        (_condition(status, "DisruptionTarget") or {}).get("status"),
+        failures("initContainerStatuses"),
+        failures("containerStatuses"),
+        agent.get("ready") is True,
+        bool(others) and all(s.get("ready") is True for s in others),
+        _terminated(agent) is not None,
     )
