@@ -42,6 +42,11 @@ PARTS: dict[str, tuple[str, list[str], list[str]]] = {
     ),
     "faults": ("bench.faults", ["all"], ["all", "--builds", "20"]),
     "fuzz": ("bench.fuzz", [], ["--bodies", "2000"]),
+    "hardening": (
+        "bench.hardening",
+        ["--builds", "20", "--requests", "20"],
+        ["--builds", "5", "--requests", "5"],
+    ),
 }
 Check = Callable[[dict[str, Any]], tuple[str, Any, str, bool | None]]
 
@@ -91,6 +96,12 @@ def targets(results: dict[str, Any]) -> list[tuple[str, Any, str, bool | None]]:
         row("intake requests per second", "intake", "requests_per_second", ">= 1000", lambda v: v >= 1000),
         row("intake p99 ms", "intake", "latency_p99_ms", "< 50", lambda v: v < 50),
         row("fuzz: bodies sent", "fuzz", "bodies_total", ">= 10000", lambda v: v >= 10_000),
+        row("Redis bytes per retained build", "hardening", "redis_bytes_per_retained_build", "", None),
+        row("record bytes (MEMORY USAGE) p50", "hardening", "record_bytes_p50", "", None),
+        row("podci keys that never expire", "hardening", "podci_keys_without_expiry", "0", lambda v: v == 0),
+        *[row(f"intake 503, Redis {how}, max s", "hardening", f"intake_503_redis_{how}_max_s", "< 1",
+              lambda v: v < 1) for how in ("hung", "down")],
+        row("/healthz, Redis hung, max s", "hardening", "healthz_redis_hung_max_s", "< 1", lambda v: v < 1),
         *[row(f"fuzz: {key.replace('_', ' ')}", "fuzz", key, "0", lambda v: v == 0)
           for key in ("server_errors", "messages_enqueued", "build_records")],
         *fault_rows(results.get("faults") or {}),

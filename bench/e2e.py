@@ -28,7 +28,7 @@ from store.builds import BuildStore
 
 def send(client: httpx.Client, built: Stack, number: int, branch: tuple[str, str]) -> tuple[float, str]:
     """Post pull request `number` of (branch name, head commit); (when it was sent, the build id)."""
-    body, headers = pull_request(built.repo, number, *branch)
+    body, headers = pull_request(built, number, *branch)
     sent = time.time()
     reply = client.post(f"{built.api}/hooks/bitbucket", content=body, headers=headers)
     if reply.status_code != 202:

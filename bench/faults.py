@@ -92,7 +92,7 @@ def deliveries(built: Stack, count: int, first_number: int) -> list[Delivery]:
         number = first_number + n
         branch = f"pr-{number}"
         sha = built.repo.branch(branch, {f"change-{number}.txt": f"{number}\n"})
-        body, headers = pull_request(built.repo, number, branch, sha)
+        body, headers = pull_request(built, number, branch, sha)
         out.append(Delivery(number, branch, sha, body, headers))
     return out
 

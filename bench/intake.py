@@ -47,7 +47,7 @@ from dispatch.app import QUEUE_NEW
 from events.signature import sign
 from podci.embedded import embedded_redis, free_port, stop_process_group
 
-SECRET = "bench-secret"
+SECRET = "bench-webhook-secret"
 HOOK = "/hooks/bitbucket"
 WARMUP = 300
 RESULTS = Path(__file__).parent / "results"
@@ -265,6 +265,9 @@ def running_stack(workers: int) -> Iterator[Stack]:
                 "PODCI_STATE_DIR": str(work),
                 "PODCI_BITBUCKET_SERVER_SECRET": SECRET,
                 "PODCI_BITBUCKET_CLOUD_SECRET": SECRET,
+                "PODCI_HOOKS": "bitbucket-cloud,bitbucket-server",
+                "PODCI_TRUSTED_REPOS": "*",  # no approval: the builds are queued as before
+                "PODCI_BITBUCKET_SERVER_URL": "https://bitbucket.example.com",
             }
             argv = [sys.executable, "-m", "podci", "serve", "--host", "127.0.0.1", "--port", str(port),
                     "--log-level", "warning", "--workers", str(workers)]  # fmt: skip

@@ -14,20 +14,21 @@ Usage: python bench/pipeline_rate.py [--builds N]
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
+from celery import Celery
 from redis import Redis
-from rich.console import Console
-from rich.table import Table
 
-from bench.stack import group_cpu
+from bench.stack import group_cpu, publish
 from dispatch.app import make_app
 from dispatch.submit import submit
 from podci.embedded import child_worker, embedded_redis
@@ -93,6 +94,30 @@ def most_at_once(records: list[BuildRecord], step: str) -> int:
     return peak
 
 
+@dataclass
+class LocalStack:
+    settings: Settings
+    app: Celery
+    store: BuildStore
+    client: Redis
+    worker: subprocess.Popen[bytes]
+
+
+@contextmanager
+def local_stack(work: Path) -> Iterator[LocalStack]:
+    """An embedded Redis and one `podci worker` (local backend, concurrency 2) on it, in `work`. No
+    per-repository limit: this measures the pipeline, and every build here is one repository's."""
+    (work / "redis").mkdir()
+    with embedded_redis(work / "redis", persist=False) as url:
+        env = {**os.environ, "PODCI_REDIS_URL": url, "PODCI_STATE_DIR": str(work / "state"),
+               "PODCI_REPO_CONCURRENCY": "0"}  # fmt: skip
+        settings = Settings(redis_url=url, state_dir=work / "state")
+        client = Redis.from_url(url)
+        with child_worker(env, work / "worker.log", concurrency=2) as worker:
+            store = BuildStore(client, settings.retention_seconds)
+            yield LocalStack(settings, make_app(settings), store, client, worker)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--builds", type=int, default=40)
@@ -100,51 +125,36 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="podci-bench-"))
     results: dict[str, float] = {}
     try:
-        (work / "redis").mkdir()
-        with embedded_redis(work / "redis", persist=False) as url:
-            # no per-repository limit: this measures the pipeline, and every build here is one repo's
-            env = {**os.environ, "PODCI_REDIS_URL": url, "PODCI_STATE_DIR": str(work / "state"),
-                   "PODCI_REPO_CONCURRENCY": "0"}  # fmt: skip
-            settings = Settings(redis_url=url, state_dir=work / "state")
-            app, client = make_app(settings), Redis.from_url(url)
-            store = BuildStore(client)
-            with child_worker(env, work / "worker.log", concurrency=2) as worker:
-                trivial = make_repo(work / "trivial", TRIVIAL)
-                run_batch(app, store, settings, trivial, 2, "warmup")  # worker start-up out of the numbers
-                cpu0, rcpu0, t0 = sum(group_cpu(worker.pid)), redis_cpu(client), time.perf_counter()
-                records = run_batch(app, store, settings, trivial, args.builds, "trivial")
-                wall = time.perf_counter() - t0
-                cpu, rcpu = sum(group_cpu(worker.pid)) - cpu0, redis_cpu(client) - rcpu0
-                durations = [(r.finished - r.created).total_seconds() for r in records if r.finished]
-                assert all(r.state.value == "succeeded" for r in records), [r.reason for r in records]
-                results.update({
-                    "trivial_builds": args.builds,
-                    "trivial_builds_per_second": args.builds / wall,
-                    "trivial_latency_p50_s": statistics.median(durations),
-                    "trivial_latency_max_s": max(durations),
-                    "worker_cpu_s_per_build_incl_git": cpu / args.builds,
-                    "redis_cpu_s_per_build": rcpu / args.builds,
-                })  # fmt: skip
-                slow = make_repo(work / "slow", SLOW)
-                t0 = time.perf_counter()
-                records = run_batch(app, store, settings, slow, 20, "slow")
-                results.update({
-                    "slow_setup_builds": 20,
-                    "slow_setup_wall_s": time.perf_counter() - t0,
-                    "slow_setup_sleeping_pool_floor_s": 20 * 3 / 2,
-                    "slow_setup_most_waiting_at_once": most_at_once(records, "wait_setup"),
-                })  # fmt: skip
+        with local_stack(work) as local:
+            settings, app, store, client = local.settings, local.app, local.store, local.client
+            trivial = make_repo(work / "trivial", TRIVIAL)
+            run_batch(app, store, settings, trivial, 2, "warmup")  # worker start-up out of the numbers
+            cpu0, rcpu0, t0 = sum(group_cpu(local.worker.pid)), redis_cpu(client), time.perf_counter()
+            records = run_batch(app, store, settings, trivial, args.builds, "trivial")
+            wall = time.perf_counter() - t0
+            cpu, rcpu = sum(group_cpu(local.worker.pid)) - cpu0, redis_cpu(client) - rcpu0
+            durations = [(r.finished - r.created).total_seconds() for r in records if r.finished]
+            assert all(r.state.value == "succeeded" for r in records), [r.reason for r in records]
+            results.update({
+                "trivial_builds": args.builds,
+                "trivial_builds_per_second": args.builds / wall,
+                "trivial_latency_p50_s": statistics.median(durations),
+                "trivial_latency_max_s": max(durations),
+                "worker_cpu_s_per_build_incl_git": cpu / args.builds,
+                "redis_cpu_s_per_build": rcpu / args.builds,
+            })  # fmt: skip
+            slow = make_repo(work / "slow", SLOW)
+            t0 = time.perf_counter()
+            records = run_batch(app, store, settings, slow, 20, "slow")
+            results.update({
+                "slow_setup_builds": 20,
+                "slow_setup_wall_s": time.perf_counter() - t0,
+                "slow_setup_sleeping_pool_floor_s": 20 * 3 / 2,
+                "slow_setup_most_waiting_at_once": most_at_once(records, "wait_setup"),
+            })  # fmt: skip
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    table = Table(title="podci local pipeline (worker concurrency 2)")
-    table.add_column("measure")
-    table.add_column("value", justify="right")
-    for key, value in results.items():
-        table.add_row(key, f"{value:.3f}" if isinstance(value, float) else str(value))
-    Console().print(table)
-    out = Path(__file__).parent / "results"
-    out.mkdir(exist_ok=True)
-    (out / "pipeline.json").write_text(json.dumps(results, indent=2))
+    publish("podci local pipeline (worker concurrency 2)", results, "pipeline")
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ from podci.embedded import free_port, stop_process_group
 from schemas.record import BuildRecord
 from testkit.bitbucket import check
 from testkit.fake_k8s import FakeCluster, serve, write_kubeconfig
-from testkit.gitrepo import Repo
+from testkit.gitrepo import GitServer, Repo
 
 NAMESPACE = "podci-builds"
 SECRET, TOKEN = "bench-webhook-secret", "bench-bitbucket-token"
@@ -225,6 +225,7 @@ class Stack:
     bitbucket: BitbucketStandIn
     env: dict[str, str]
     repo: Repo
+    clone_url: str  # the repository as webhooks name it: served over HTTP, never a path
     workers: list[WorkerGroup] = field(default_factory=list)
     api: str | None = None
 
@@ -259,6 +260,8 @@ def stack(work: Path, *, fsync: str = "always", extra_env: dict[str, str] | None
         cleanup.callback(bitbucket.close)
         kubeconfig = write_kubeconfig(work / "kubeconfig", url, NAMESPACE)
         port = free_port()
+        git = cleanup.enter_context(GitServer())
+        repo = Repo(work / "webapp")
         env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("PODCI_")},
             "PODCI_REDIS_URL": redis.url, "PODCI_STATE_DIR": str(work / "state"),
@@ -267,9 +270,11 @@ def stack(work: Path, *, fsync: str = "always", extra_env: dict[str, str] | None
             "PODCI_PUBLIC_URL": f"http://127.0.0.1:{port}",
             "PODCI_BITBUCKET_SERVER_URL": bitbucket.url, "PODCI_BITBUCKET_SERVER_TOKEN": TOKEN,
             "PODCI_BITBUCKET_SERVER_SECRET": SECRET, "PODCI_REPORT_BACKOFF_MAX": "2",
+            "PODCI_HOOKS": "bitbucket-server", "PODCI_CLONE_HOSTS": git.host,
+            "PODCI_TRUSTED_REPOS": "TEAM/*",  # the bench's own pull requests, from no fork
             **(extra_env or {}),
         }  # fmt: skip
-        built = Stack(work, redis, cluster, bitbucket, env, Repo(work / "webapp.git"))
+        built = Stack(work, redis, cluster, bitbucket, env, repo, git.add(repo))
         cleanup.callback(built.stop_workers)
         if serve_api:
             built.api = cleanup.enter_context(podci_serve(env, port, work / "serve.log"))
@@ -298,11 +303,12 @@ def podci_serve(env: dict[str, str], port: int, log: Path) -> Iterator[str]:
         stop_process_group(proc, timeout=20)
 
 
-def pull_request(repo: Repo, number: int, branch: str, sha: str) -> tuple[bytes, dict[str, str]]:
-    """A signed Bitbucket Server `pr:opened` webhook for pull request `number` of the local repo."""
+def pull_request(built: Stack, number: int, branch: str, sha: str) -> tuple[bytes, dict[str, str]]:
+    """A signed Bitbucket Server `pr:opened` webhook for pull request `number` of the stack's repo."""
+    repo = built.repo
 
     def ref(name: str, commit: str) -> dict[str, Any]:
-        links = {"clone": [{"name": "http", "href": str(repo.path)}]}
+        links = {"clone": [{"name": "http", "href": built.clone_url}]}
         return {"id": f"refs/heads/{name}", "displayId": name, "latestCommit": commit,
                 "repository": {"slug": "webapp", "project": {"key": "TEAM"}, "links": links}}  # fmt: skip
 
@@ -320,6 +326,22 @@ UNFINISHED = frozenset({"INPROGRESS", "queued", "running"})  # what reporters sa
 def final_reported(record: BuildRecord) -> bool:
     """Every reporter has posted the final state (podci keeps what each one last said)."""
     return record.complete and bool(record.reported) and not UNFINISHED & set(record.reported.values())
+
+
+def publish(title: str, results: dict[str, Any], part: str) -> None:
+    """Print a part's figures as a table and keep them in bench/results/<part>.json for `bench.all`."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for key, value in results.items():
+        table.add_row(key, f"{value:.3f}" if isinstance(value, float) else str(value))
+    Console().print(table)
+    out = Path(__file__).parent / "results"
+    out.mkdir(exist_ok=True)
+    (out / f"{part}.json").write_text(json.dumps(results, indent=2))
 
 
 def percentile(values: list[float], q: float) -> float | None:

@@ -21,13 +21,17 @@ QUEUES = (QUEUE_NOTIFY, QUEUE_STEPS, QUEUE_NEW)  # a worker's queues, most urgen
 FIRST_STEP = Step.checkout  # the only step routed to `podci.new`
 GC_INTERVAL = 600.0  # seconds between garbage-collector passes (`podci.gc`)
 NOTIFY_TASK = "podci.notify"  # (build id, reporter): post the build's current state with one reporter
+REPORT_TASK = "podci.report"  # (build id): the same with every reporter that has something to say
 
 
 def task_name(step: Step) -> str:
     return f"podci.{step.value}"
 
 
-def make_app(settings: Settings) -> Celery:
+def make_app(settings: Settings, publish_timeout: float | None = None) -> Celery:
+    """With `publish_timeout` (the receiver's), sending a message gives up after that many seconds
+    and is not retried: the receiver answers 503 and the sender redelivers, rather than both waiting
+    on a hung Redis. Workers keep Celery's defaults."""
     url = settings.require_redis_url()
     app = Celery("podci", broker=url, backend=url, set_as_current=False)
     app.conf.update(
@@ -38,7 +42,11 @@ def make_app(settings: Settings) -> Celery:
         result_expires=3600,
         worker_send_task_events=True,  # Flower sees every task the workers receive, start and finish
         task_default_queue=QUEUE_STEPS,
-        task_routes={task_name(FIRST_STEP): {"queue": QUEUE_NEW}, NOTIFY_TASK: {"queue": QUEUE_NOTIFY}},
+        task_routes={
+            task_name(FIRST_STEP): {"queue": QUEUE_NEW},
+            NOTIFY_TASK: {"queue": QUEUE_NOTIFY},
+            REPORT_TASK: {"queue": QUEUE_NOTIFY},
+        },
         task_serializer="json",
         accept_content=["json"],
         broker_connection_retry_on_startup=True,
@@ -52,6 +60,11 @@ def make_app(settings: Settings) -> Celery:
         },
         worker_hijack_root_logger=False,
     )
+    if publish_timeout is not None:
+        app.conf.broker_transport_options.update(
+            socket_timeout=publish_timeout, socket_connect_timeout=publish_timeout, max_retries=0
+        )
+        app.conf.update(task_publish_retry=False, broker_connection_timeout=publish_timeout)
     return app
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from celery import Celery
 
-from dispatch.app import NOTIFY_TASK, task_name
+from dispatch.app import NOTIFY_TASK, REPORT_TASK, task_name
 from schemas.record import Step
 from store.builds import TICKET_HEADER, BuildStore
 
@@ -67,3 +67,10 @@ def wake(app: Celery, store: BuildStore, build_id: str) -> bool:
 def wake_admitted(app: Celery, store: BuildStore, repo: str, limit: int) -> int:
     """A build of `repo` completed: the builds now among its first `limit` may start at once."""
     return sum(wake(app, store, build_id) for build_id in store.first_in_line(repo, limit))
+
+
+def send_report(app: Celery, build_id: str) -> None:
+    """Ask a worker to post the build's current state with every reporter that has something to say
+    (`podci.report`): a build the receiver decided about without a step (waiting for approval, or
+    stopped while waiting) still gets its status on the pull request."""
+    app.send_task(REPORT_TASK, args=[build_id], ignore_result=True)

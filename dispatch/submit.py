@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from celery import Celery
 
 from dispatch.app import FIRST_STEP
-from dispatch.send import send
+from dispatch.send import send, send_report
 from schemas.record import BuildRecord
 from schemas.request import BuildRequest
 from schemas.settings import Settings
@@ -18,15 +18,32 @@ from store.builds import BuildStore
 def submit(
     app: Celery, store: BuildStore, settings: Settings, request: BuildRequest, dedupe: Sequence[str] = ()
 ) -> BuildRecord:
-    """Raises `store.builds.DuplicateBuild` (and sends nothing) when a `dedupe` key was seen before."""
+    """Raises `store.builds.DuplicateBuild` (and sends nothing) when a `dedupe` key was seen before.
+
+    An untrusted pull request's build (`request.trusted` false) waits for approval: it is recorded,
+    and its "waiting for approval" status is posted, but no step is sent (`start_approved`)."""
     # The record is written first and is due at once plus the grace: if this process dies before the
-    # message is sent, the reconciler sends it; if both happen, the duplicate is fenced out.
+    # message is sent, the reconciler sends it (a waiting build's report, its report due time).
+    waiting = not request.trusted
     record = store.create(
         request,
         log_root=str(settings.logs_dir),
         due=time.time() + settings.stall_grace,
         dedupe=dedupe,
         dedupe_ttl=settings.delivery_ttl,
+        waiting=waiting,
     )
-    send(app, FIRST_STEP, record.id, record.seq, store=store)
+    if waiting:
+        send_report(app, record.id)
+    else:
+        send(app, FIRST_STEP, record.id, record.seq, store=store)
     return record
+
+
+def start_approved(app: Celery, store: BuildStore, settings: Settings, build_id: str, by: str) -> bool:
+    """Start a build that waited for approval; False when it was not waiting (any more)."""
+    record = store.approve(build_id, by, due=time.time() + settings.stall_grace)
+    if record is None:
+        return False
+    send(app, FIRST_STEP, record.id, record.seq, store=store)
+    return True

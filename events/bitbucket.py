@@ -17,7 +17,7 @@ from events.errors import PayloadError
 from events.options import ParseOptions
 from events.payload import NO_EVENT_KEY, Envelope
 from schemas.event import Decision
-from schemas.request import Provider
+from schemas.request import BitbucketProduct
 
 _SERVER_KEYS = ("pr:", "repo:refs_changed", "diagnostics:", "mirror:")
 
@@ -38,7 +38,7 @@ def parse(headers: Mapping[str, str], body: Any, options: ParseOptions) -> Decis
     return bitbucket_cloud.parse(headers, body, options)
 
 
-def provider_from_headers(headers: Mapping[str, str]) -> Provider:
+def provider_from_headers(headers: Mapping[str, str]) -> BitbucketProduct:
     """Which product sent it, from the headers alone: the receiver must pick the secret to verify the
     signature with before it reads the body."""
     if "x-request-id" in headers:

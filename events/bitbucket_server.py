@@ -2,7 +2,8 @@
 
 Server bodies repeat the event key as `eventKey`, except the "Test connection" ping (`{"test": true}`),
 so the `x-event-key` header wins and the body is the fallback. Dates are never read: they are epoch
-milliseconds in older payloads and ISO-8601 strings from Data Center 10.3 on (API-NOTES a).
+milliseconds in older payloads and ISO-8601 strings from Data Center 10.3 on (API-NOTES a). People
+are known by their user name (unique on a server), never by a display name.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from events.payload import (
     Node,
     branch_builds_off,
     clip,
+    identities,
     pr_number,
     push_ignored_reason,
     ref_name,
@@ -26,7 +28,7 @@ from events.payload import (
     unicode_text,
 )
 from schemas.event import Decision
-from schemas.request import Provider
+from schemas.request import NAME_MAX, Provider
 
 PROVIDER: Provider = "bitbucket-server"
 _BUILDS = {"pr:opened": "was opened", "pr:from_ref_updated": "has new commits"}
@@ -51,6 +53,8 @@ def parse(headers: Mapping[str, str], body: Any, options: ParseOptions) -> Decis
         return _refs_changed(envelope, Node(body), options)
     if event == "diagnostics:ping":
         return envelope.ping("Bitbucket Server connection test")
+    if event == "pr:comment:added":
+        return _comment(envelope, Node(body), options)
     return envelope.ignored(f"the Bitbucket Server event {clip(event)} does not start or stop builds")
 
 
@@ -70,15 +74,23 @@ def _pull_request_build(envelope: Envelope, body: Node, options: ParseOptions, r
     from_ref, to_ref = pr.get("fromRef"), pr.get("toRef")
     from_repo, to_repo = from_ref.get("repository"), to_ref.get("repository")
     repo = _full_name(to_repo)
+    fork = _full_name(from_repo).casefold() != repo.casefold()
+    author = _person(pr.find("author", "user"))
     return envelope.build(
         reason or f"pull request #{number} {_BUILDS[envelope.event]}",
         job=f"{repo}-pr{number}",
         repo=repo,
-        source=revision(_clone_url(from_repo, options), _ref(from_ref), from_ref.get("latestCommit")),
-        target=revision(_clone_url(to_repo, options), _ref(to_ref), to_ref.get("latestCommit")),
+        source=revision(
+            _clone_url(from_repo, options), _ref(from_ref), from_ref.get("latestCommit"), options.clone_hosts
+        ),
+        target=revision(
+            _clone_url(to_repo, options), _ref(to_ref), to_ref.get("latestCommit"), options.clone_hosts
+        ),
         pull_request=number,
-        fork=_full_name(from_repo).casefold() != repo.casefold(),
+        fork=fork,
         triggered_by=_actor(body),
+        author=next(iter(author), ""),
+        trusted=options.trusts(author, repo, fork),
     )
 
 
@@ -93,6 +105,18 @@ def _pull_request_modified(envelope: Envelope, body: Node, options: ParseOptions
     number = pr_number(body.get("pullRequest", "id"))
     reason = f"pull request #{number} now targets {new} instead of {old}"
     return _pull_request_build(envelope, body, options, reason)
+
+
+def _comment(envelope: Envelope, body: Node, options: ParseOptions) -> Decision:
+    pr = body.get("pullRequest")
+    number = pr_number(pr.get("id"))
+    repo = _full_name(pr.get("toRef", "repository"))
+    text = body.get("comment", "text").text()
+    return envelope.comment(text, repo, number, _person(body.find("actor")), options)
+
+
+def _person(user: Node | None) -> tuple[str, ...]:
+    return identities(user, "name", "slug")
 
 
 def _pull_request_cancel(envelope: Envelope, body: Node) -> Decision:
@@ -118,8 +142,14 @@ def _refs_changed(envelope: Envelope, body: Node, options: ParseOptions) -> Deci
         f"branch {branch} was pushed",
         job=f"{repo}-{branch}",
         repo=repo,
-        source=revision(_clone_url(repository, options), _ref(change.get("ref")), change.get("toHash")),
+        source=revision(
+            _clone_url(repository, options),
+            _ref(change.get("ref")),
+            change.get("toHash"),
+            options.clone_hosts,
+        ),
         triggered_by=_actor(body),
+        author=next(iter(_person(body.find("actor"))), ""),  # the pusher, who has write access
     )
 
 
@@ -191,4 +221,4 @@ def _from_browse_link(repository: Node) -> Node | None:
 def _actor(body: Node) -> str:
     actor = body.find("actor")
     name = None if actor is None else actor.first_text("displayName", "name")
-    return name or "unknown"
+    return clip(name, NAME_MAX) if name else "unknown"  # a display name is not worth a refused build

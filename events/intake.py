@@ -7,17 +7,20 @@ a build is a record and one queued message; the workers do the rest.
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from celery import Celery
 
-from dispatch.send import notify, wake
-from dispatch.submit import submit
+from dispatch.send import notify, send_report, wake
+from dispatch.submit import start_approved, submit
 from schemas.event import Action, Decision
-from schemas.request import BuildRequest
+from schemas.record import BuildRecord, BuildState, utcnow
+from schemas.request import BuildRequest, pr_key
 from schemas.settings import Settings
-from store.builds import BuildStore, DuplicateBuild
+from store.builds import BuildStore, DuplicateBuild, NameTaken
 
 log = logging.getLogger("podci.intake")
 # The providers whose builds get a status at once: their reporters are named after them.
@@ -30,12 +33,17 @@ class Reply:
     body: dict[str, Any] = field(default_factory=dict)
 
 
+def delivery_key(decision: Decision) -> str | None:
+    return f"delivery:{decision.provider}:{decision.delivery_id}" if decision.delivery_id else None
+
+
 def dedupe_keys(decision: Decision, request: BuildRequest) -> list[str]:
     """A redelivery has the same delivery id; a second event about the same pull request head (say
-    `pullrequest:updated` right after `created`) has the same source commit and target branch."""
+    `pullrequest:updated` right after `created`) has the same source commit and target branch. Both
+    are per source: another sender's ids and pull requests are its own."""
     keys = []
-    if decision.delivery_id:
-        keys.append(f"delivery:{decision.provider}:{decision.delivery_id}")
+    if (delivery := delivery_key(decision)) is not None:
+        keys.append(delivery)
     if request.pr_key and request.source.commit:
         target = request.target.ref if request.target else ""
         keys.append(f"head:{request.pr_key}:{request.source.commit}:{target}")
@@ -59,10 +67,43 @@ class Intake:
         if decision.action is Action.build and decision.request is not None:
             return self._build(decision, decision.request)
         if decision.action is Action.cancel and decision.repo and decision.pull_request:
-            stopped = self.stop_pull_request(f"{decision.repo}#{decision.pull_request}", decision.reason)
+            if (first := self._seen(decision, "cancel")) is not None:
+                return first
+            key = pr_key(decision.provider, decision.repo, decision.pull_request)
+            stopped = self.stop_pull_request(key, decision.reason)
             reason = f"{decision.reason}: stopping {len(stopped)} running build(s)"
             return Reply(200, {"action": "cancel", "reason": reason, "builds": stopped})
+        if decision.action is Action.approve and decision.repo and decision.pull_request:
+            return self._approve(decision, pr_key(decision.provider, decision.repo, decision.pull_request))
         return Reply(200, {"action": decision.action.value, "reason": decision.reason})
+
+    def _approve(self, decision: Decision, key: str) -> Reply:
+        """Start the pull request's builds that wait for approval (its newest head, normally: a new
+        head supersedes the older ones). An approval is for what waits now: a later commit of an
+        untrusted author waits again."""
+        if (first := self._seen(decision, "approve")) is not None:
+            return first
+        waiting = [
+            r.id for r in self.store.builds_of_pull_request(key) if r.state is BuildState.awaiting_approval
+        ]
+        started = [
+            build_id
+            for build_id in waiting
+            if start_approved(self.app, self.store, self.settings, build_id, decision.actor or "unknown")
+        ]
+        reason = decision.reason
+        if not started:
+            reason += f", but no build of pull request #{decision.pull_request} waits for approval"
+        return Reply(200, {"action": "approve", "reason": reason, "builds": started})
+
+    def _seen(self, decision: Decision, what: str) -> Reply | None:
+        """A redelivered cancel does nothing the second time: it could stop a newer build that the
+        pull request got since (a captured, signed delivery replayed days later)."""
+        key = delivery_key(decision)
+        if key is None or self.store.remember(key, what, self.settings.delivery_ttl) is None:
+            return None
+        reason = f"this delivery was received before ({what}); nothing is done twice"
+        return Reply(200, {"action": "duplicate", "reason": reason})
 
     def _build(self, decision: Decision, request: BuildRequest) -> Reply:
         try:
@@ -70,7 +111,11 @@ class Intake:
         except DuplicateBuild as dup:
             reason = f"this delivery or pull request head already started build {dup.build_id}"
             return Reply(200, {"action": "duplicate", "build_id": dup.build_id, "reason": reason})
-        if request.provider in STATUS_REPORTERS:
+        except NameTaken as taken:
+            error = (f"the build name {taken.name} is taken by a build from another source; "
+                     "use another job name or build number")  # fmt: skip
+            return Reply(409, {"error": error})
+        if request.provider in STATUS_REPORTERS and record.state is not BuildState.awaiting_approval:
             notify(self.app, record.id, request.provider)  # INPROGRESS on the pull request at once
         superseded = []
         if request.pr_key:
@@ -80,11 +125,27 @@ class Intake:
         return Reply(202, {"build_id": record.id, "action": "build", "superseded": superseded})
 
     def stop_pull_request(self, pr_key: str, reason: str, keep: str | None = None) -> list[str]:
-        """Ask every unfinished build of the pull request (but `keep`) to stop; returns their ids."""
+        """Ask every unfinished build of the pull request (but `keep`) to stop; returns their ids. One
+        still waiting for approval has nothing running: it is stopped here and now."""
         stopped = []
         for record in self.store.builds_of_pull_request(pr_key, but=keep):
+            if record.state is BuildState.awaiting_approval:
+                waiting = BuildState.awaiting_approval
+                done = self.store.update(record.id, _stopped(reason), expect_state=waiting, due=time.time())
+                if done is not None:
+                    send_report(self.app, record.id)
+                    stopped.append(record.id)
+                    continue
+                record = self.store.get(record.id) or record  # approved meanwhile: stopped like any other
             if not record.complete and not record.cancel_requested:
                 self.store.cancel(record.id, reason)
                 wake(self.app, self.store, record.id)  # a parked build stops now, not at its next look
                 stopped.append(record.id)
         return stopped
+
+
+def _stopped(reason: str) -> Callable[[BuildRecord], None]:
+    def change(record: BuildRecord) -> None:
+        record.state, record.reason, record.finished, record.step = BuildState.stopped, reason, utcnow(), None
+
+    return change

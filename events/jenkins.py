@@ -17,7 +17,8 @@ from events.options import ParseOptions
 from events.payload import clip, is_unicode
 from schemas.errors import describe
 from schemas.event import Action, Decision
-from schemas.request import BuildRequest
+from schemas.request import NAME_MAX, REF_MAX, URL_MAX, BuildRequest
+from schemas.urls import callback_problem, clone_url_problem
 
 
 def _unicode(value: Any) -> Any:
@@ -33,38 +34,41 @@ Text = Annotated[str, BeforeValidator(_unicode)]
 class _Scm(BaseModel):
     # The plugin sends `scm` on every notification; for a job without git it holds only the (empty)
     # `changes` and `culprits` lists, so url and branch are checked only when the phase builds.
-    url: Text | None = Field(default=None, min_length=1)
-    branch: Text | None = Field(default=None, min_length=1)
-    commit: Text | None = None
+    url: Text | None = Field(default=None, min_length=1, max_length=URL_MAX)
+    branch: Text | None = Field(default=None, min_length=1, max_length=REF_MAX)
+    commit: Text | None = Field(default=None, max_length=40)
 
 
 class _Build(BaseModel):
     number: int = Field(ge=1)
-    phase: Text
-    status: Text | None = None
-    full_url: Text | None = None
+    phase: Text = Field(max_length=NAME_MAX)
+    status: Text | None = Field(default=None, max_length=NAME_MAX)
+    full_url: Text | None = Field(default=None, max_length=URL_MAX)
     scm: _Scm | None = None
 
 
 class Notification(BaseModel):
-    name: Text = Field(min_length=1)
+    name: Text = Field(min_length=1, max_length=NAME_MAX)
     build: _Build
 
 
 class GenericTrigger(BaseModel):
+    """Every text field is bounded: the request is stored for PODCI_RETENTION_DAYS, and a longer
+    field is a 400 that names it."""
+
     model_config = ConfigDict(extra="forbid")
 
-    job: Text = Field(min_length=1)
+    job: Text = Field(min_length=1, max_length=NAME_MAX)
     build_number: int = Field(ge=1)
-    clone_url: Text = Field(min_length=1)
-    source_branch: Text = Field(min_length=1)
-    commit: Text | None = None
-    target_branch: Text | None = None
-    target_commit: Text | None = None
-    repo: Text | None = None
+    clone_url: Text = Field(min_length=1, max_length=URL_MAX)
+    source_branch: Text = Field(min_length=1, max_length=REF_MAX)
+    commit: Text | None = Field(default=None, max_length=40)
+    target_branch: Text | None = Field(default=None, max_length=REF_MAX)
+    target_commit: Text | None = Field(default=None, max_length=40)
+    repo: Text | None = Field(default=None, max_length=NAME_MAX)
     pull_request: int | None = Field(default=None, ge=1)
-    callback_url: Text | None = Field(default=None, pattern=r"^https?://")
-    triggered_by: Text = "jenkins"
+    callback_url: Text | None = Field(default=None, pattern=r"^https?://", max_length=URL_MAX)
+    triggered_by: Text = Field(default="jenkins", max_length=NAME_MAX)
 
 
 def repo_from_url(url: str) -> str:
@@ -87,6 +91,12 @@ def _validate(model: type[BaseModel], body: Any, what: str) -> Any:
         raise PayloadError(describe(exc, what)) from None
 
 
+def _checked(field: str, url: str, problem: str | None) -> None:
+    if problem is not None:
+        shown = url if len(url) <= 60 else url[:57] + "..."
+        raise PayloadError(f"the Jenkins request is invalid: `{field}` ({shown!r}) {problem}")
+
+
 def _request(**fields: Any) -> BuildRequest:
     try:
         return BuildRequest(**fields)
@@ -107,6 +117,7 @@ def parse_notification(body: Mapping[str, Any], options: ParseOptions, delivery_
         raise PayloadError(
             f"the Jenkins notification is invalid: `{field}` is missing (is the job a git job?)"
         )
+    _checked("build.scm.url", scm.url, clone_url_problem(scm.url, options.clone_hosts))
     branch = scm.branch.split("/", 1)[1] if scm.branch.startswith("origin/") else scm.branch
     request = _request(
         job=note.name, number=note.build.number, repo=repo_from_url(scm.url), provider="jenkins",
@@ -116,8 +127,13 @@ def parse_notification(body: Mapping[str, Any], options: ParseOptions, delivery_
     return _decision(request, f"jenkins:{phase}", delivery_id)
 
 
-def parse_trigger(body: Mapping[str, Any], delivery_id: str | None) -> Decision:
+def parse_trigger(body: Mapping[str, Any], options: ParseOptions, delivery_id: str | None) -> Decision:
     trigger: GenericTrigger = _validate(GenericTrigger, body, "the Jenkins trigger")
+    _checked("clone_url", trigger.clone_url, clone_url_problem(trigger.clone_url, options.clone_hosts))
+    if trigger.callback_url is not None:
+        _checked(
+            "callback_url", trigger.callback_url, callback_problem(trigger.callback_url, options.jenkins_urls)
+        )
     target = None
     if trigger.target_branch:
         target = {
@@ -142,4 +158,4 @@ def parse(headers: Mapping[str, str], body: Any, options: ParseOptions) -> Decis
     delivery_id = headers.get("x-request-id")
     if isinstance(body.get("build"), dict):
         return parse_notification(body, options, delivery_id)
-    return parse_trigger(body, delivery_id)
+    return parse_trigger(body, options, delivery_id)

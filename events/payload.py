@@ -16,11 +16,16 @@ from typing import Any
 from pydantic import ValidationError
 
 from events.errors import PayloadError
+from events.options import ParseOptions
 from schemas.errors import describe
 from schemas.event import Action, Decision
 from schemas.request import BuildRequest, Provider, Revision, check_ref
+from schemas.urls import clone_url_problem
 
 NO_EVENT_KEY = "the request has no X-Event-Key header; is this a Bitbucket webhook?"
+# What a trusted person comments to start the builds of a pull request waiting for approval, on a line
+# of its own (as Prow's `/ok-to-test`).
+OK_TO_TEST = re.compile(r"(?mi)^\s*/podci\s+ok-to-test\s*$")
 
 # The same rule as `Revision.commit`; `fullmatch` so that a trailing newline is refused too.
 _COMMIT = re.compile(r"[0-9a-f]{7,40}")
@@ -147,20 +152,33 @@ def commit_id(node: Node) -> str:
     return value
 
 
-def clone_url(node: Node) -> str:
-    """Refuse URLs git would read as an option or that hide control characters (as Revision does)."""
+def clone_url(node: Node, hosts: tuple[str, ...]) -> str:
+    """Refuse URLs git would read as an option or that hide control characters (as Revision does),
+    and any but http(s) or ssh on one of `hosts` (`schemas.urls`)."""
     value = node.text()
     if not value or value.startswith("-") or any(ord(ch) < 32 for ch in value):
         raise PayloadError(f"{node.name} does not give a usable clone URL: {show(value)}")
+    problem = clone_url_problem(value, hosts)
+    if problem is not None:
+        raise PayloadError(f"{node.name} gives the clone URL {show(value)}, which {problem}")
     return value
 
 
-def revision(url: Node, ref: Node, commit: Node) -> Revision:
+def revision(url: Node, ref: Node, commit: Node, hosts: tuple[str, ...]) -> Revision:
     """A Revision whose every bad part is reported by the JSON field it came from."""
     try:
-        return Revision(clone_url=clone_url(url), ref=ref_name(ref), commit=commit_id(commit))
+        return Revision(clone_url=clone_url(url, hosts), ref=ref_name(ref), commit=commit_id(commit))
     except ValidationError as error:  # a rule added to Revision later; still a 400
         raise PayloadError(describe(error, "the revision")) from None
+
+
+def identities(user: Node | None, *names: str) -> tuple[str, ...]:
+    """A user's stable identities, in the order given (`account_id`, `uuid` on Cloud; `name`, `slug` on
+    Server); empty when the payload names no user."""
+    if user is None or not isinstance(user.value, dict):
+        return ()
+    found = (user.find(name) for name in names)
+    return tuple(clip(node.text(), 200) for node in found if node is not None and isinstance(node.value, str))
 
 
 def clip(text: str, limit: int = 60) -> str:
@@ -209,6 +227,23 @@ class Envelope:
     def cancel(self, reason: str, repo: str, pull_request: int) -> Decision:
         return self._decide(Action.cancel, reason, repo=repo, pull_request=pull_request)
 
+    def comment(
+        self, text: str, repo: str, pull_request: int, actor: tuple[str, ...], options: ParseOptions
+    ) -> Decision:
+        """A pull request comment: `approve` when it is a trusted person's `/podci ok-to-test`."""
+        if not OK_TO_TEST.search(text):
+            return self.ignored("the comment does not say /podci ok-to-test on a line of its own")
+        who = next((identity for identity in actor if identity), "unknown")
+        if not options.trusted_person(actor):
+            return self.ignored(
+                f"{clip(who)} is not trusted (PODCI_TRUSTED_AUTHORS): only a trusted person's "
+                "/podci ok-to-test starts a build"
+            )
+        reason = f"{clip(who)} approved pull request #{pull_request} (/podci ok-to-test)"
+        return self._decide(
+            Action.approve, reason, repo=repo, pull_request=pull_request, actor=clip(who, 200)
+        )
+
     def build(
         self,
         reason: str,
@@ -220,6 +255,8 @@ class Envelope:
         pull_request: int | None = None,
         fork: bool = False,
         triggered_by: str = "unknown",
+        author: str = "",
+        trusted: bool = True,
     ) -> Decision:
         try:
             request = BuildRequest(
@@ -230,6 +267,8 @@ class Envelope:
                 pull_request=pull_request,
                 fork=fork,
                 triggered_by=triggered_by,
+                author=author,
+                trusted=trusted,
                 provider=self.provider,
                 event=self.event,
                 delivery_id=self.delivery_id,

@@ -21,10 +21,9 @@ from events import bitbucket, jenkins
 from events.errors import PayloadError, SignatureError
 from events.intake import Intake, Reply
 from events.options import ParseOptions
-from events.signature import verify_signature, verify_token
+from events.signature import verify_basic, verify_signature, verify_token
 from schemas.event import Decision
-from schemas.request import Provider
-from schemas.settings import Settings
+from schemas.settings import HOOK_SECRETS, Hook, Settings, csv, env_name
 
 Parser = Callable[[Mapping[str, str], Any, ParseOptions], Decision]
 
@@ -47,35 +46,65 @@ def options_from(settings: Settings) -> ParseOptions:
         branch_builds=settings.branch_build_patterns,
         jenkins_phase=settings.jenkins_phase,
         server_base_url=settings.bitbucket_server_url,
+        clone_hosts=settings.clone_host_patterns,
+        jenkins_urls=settings.jenkins_url_prefixes,
+        trusted_authors=csv(settings.trusted_authors),
+        trusted_repos=csv(settings.trusted_repos),
+        trust_everyone=settings.trust_everyone,
     )
 
 
+class HookOff(Exception):
+    """The receiver is not in PODCI_HOOKS (404)."""
+
+
+def _hook_on(settings: Settings, provider: Hook) -> None:
+    if provider not in settings.enabled_hooks:
+        raise HookOff(f"the {provider} receiver is off on this podci (PODCI_HOOKS)")
+
+
+def _unsigned(settings: Settings, provider: Hook) -> None:
+    """A receiver without its secret refuses everything, unless the operator named it insecure."""
+    if provider not in settings.insecure_hooks:
+        names = " or ".join(env_name(n) for n in HOOK_SECRETS[provider])
+        raise SignatureError(f"this podci has no secret for {provider} requests ({names}): all are refused")
+
+
 def check_bitbucket(settings: Settings, headers: Mapping[str, str], body: bytes) -> None:
-    secrets: dict[Provider, SecretStr | None] = {
+    """Each product is checked with its own secret: a sender cannot pick the other product's (or an
+    unprotected one) by choosing its headers, since a product without a secret refuses everything."""
+    secrets: dict[Hook, SecretStr | None] = {
         "bitbucket-cloud": settings.bitbucket_cloud_secret,
         "bitbucket-server": settings.bitbucket_server_secret,
     }
     provider = bitbucket.provider_from_headers(headers)
+    _hook_on(settings, provider)
     secret = secrets[provider]
-    if secret is not None:
-        verify_signature(body, headers.get("x-hub-signature"), secret.get_secret_value())
-    elif any(secrets.values()):
-        # Otherwise a sender could pick the unprotected product by choosing its headers.
-        raise SignatureError(f"unsigned {provider} deliveries are refused: set PODCI_{_env(provider)}_SECRET")
-
-
-def _env(provider: str) -> str:
-    return provider.replace("-", "_").upper()
+    if secret is None:
+        _unsigned(settings, provider)
+        return
+    verify_signature(body, headers.get("x-hub-signature"), secret.get_secret_value())
 
 
 def check_jenkins(settings: Settings, headers: Mapping[str, str], body: bytes) -> None:
+    """The first credential the request carries decides: `X-Podci-Token`, then `Authorization: Basic`
+    (the Notification plugin's `user:token@` URL), then an `X-Hub-Signature` HMAC."""
+    _hook_on(settings, "jenkins")
     token, secret = settings.jenkins_token, settings.jenkins_secret
     if token is None and secret is None:
+        _unsigned(settings, "jenkins")
         return
-    if token is not None and (secret is None or "x-podci-token" in headers):
-        verify_token(headers.get("x-podci-token"), token.get_secret_value())
-    elif secret is not None:
+    if token is not None and "x-podci-token" in headers:
+        verify_token(headers["x-podci-token"], token.get_secret_value())
+    elif token is not None and "authorization" in headers:
+        verify_basic(headers["authorization"], token.get_secret_value())
+    elif secret is not None and ("x-hub-signature" in headers or token is None):
         verify_signature(body, headers.get("x-hub-signature"), secret.get_secret_value())
+    else:
+        accepted = "an X-Podci-Token header or `Authorization: Basic` with the token as password"
+        if secret is not None:
+            accepted += ", or an X-Hub-Signature"
+        raise SignatureError(f"the request has no credentials: send {accepted} (PODCI_JENKINS_TOKEN)")
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -108,6 +137,8 @@ def make_router(settings: Settings, intake: Intake) -> APIRouter:
             body = await read_body(request, settings.max_body_bytes)
             check(settings, headers, body)
             decision = parse(headers, _json(body), options)
+        except HookOff as exc:
+            return _error(404, str(exc))
         except TooLarge:
             return _error(
                 413, f"the body is larger than {settings.max_body_bytes} bytes (PODCI_MAX_BODY_BYTES)"

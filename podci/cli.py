@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -25,9 +26,10 @@ from podci.progress import follow, summary
 from schemas.errors import describe
 from schemas.record import BuildRecord, BuildState
 from schemas.request import BuildRequest, Revision
-from schemas.settings import Settings
+from schemas.settings import HOOK_SECRETS, Settings, env_name
 from store.builds import BuildStore
 from store.connection import connect
+from workers.private import keep_memory_private
 
 EXIT_CODES = {BuildState.succeeded: 0, BuildState.failed: 1}
 
@@ -72,6 +74,7 @@ def redis_url(settings: Settings) -> Iterator[tuple[str, bool]]:
 @click.group()
 def cli() -> None:
     """podci: every pull request tested in its own throwaway environment."""
+    keep_memory_private()
 
 
 def _current_branch(repo: Path) -> str:
@@ -145,7 +148,7 @@ def run(repo: Path | None, source: str | None, target: str | None, backend: str 
             worker = stack.enter_context(child_worker(env, log_path, settings.worker_concurrency))
             console.print(f"[dim]embedded Redis at {url}; worker log: {log_path}[/dim]")
         app = make_app(settings)
-        store = BuildStore(connect(url))
+        store = BuildStore(connect(url), settings.retention_seconds)
         record = submit(app, store, settings, request)
 
         def check() -> None:
@@ -204,30 +207,74 @@ def _finish(record: BuildRecord, console: Console, as_json: bool) -> None:
     sys.exit(EXIT_CODES.get(record.state, 2))
 
 
+def generated_secrets(settings: Settings) -> dict[str, str]:
+    """Random secrets for a try-out: one per receiver that is on and has none, and a page token when
+    nobody can log in otherwise. Printed once by `podci up`, never stored."""
+    made: dict[str, str] = {}
+    for hook in settings.enabled_hooks:
+        names = HOOK_SECRETS[hook]
+        if hook not in settings.insecure_hooks and all(getattr(settings, n) is None for n in names):
+            made[env_name(names[0])] = secrets.token_hex(16)
+    if settings.ui_tokens is None and not settings.trusted_proxy_header:
+        made["PODCI_UI_TOKENS"] = secrets.token_hex(16)
+    return made
+
+
+def _paste_here(settings: Settings, made: dict[str, str], url: str) -> list[str]:
+    """What to paste into Bitbucket and Jenkins, and how to read the pages."""
+
+    def shown(name: str) -> str:
+        return made.get(name, f"(your {name})")
+
+    lines = []
+    for hook in settings.enabled_hooks:
+        if hook.startswith("bitbucket"):
+            name = env_name(HOOK_SECRETS[hook][0])
+            lines.append(f"{hook} webhook: {url}/hooks/bitbucket   secret: {shown(name)}")
+        else:
+            token = shown("PODCI_JENKINS_TOKEN")
+            lines.append(f"jenkins: {url}/hooks/jenkins   X-Podci-Token: {token}")
+            if "PODCI_JENKINS_TOKEN" in made:
+                host = url.split("://", 1)[1]
+                lines.append(f"  (Notification plugin endpoint: http://podci:{token}@{host}/hooks/jenkins)")
+    if "PODCI_UI_TOKENS" in made:
+        lines.append(f"build pages: {url}/builds   log in with the token {made['PODCI_UI_TOKENS']}")
+    else:
+        lines.append(f"build pages: {url}/builds")
+    if not (settings.trusted_authors or settings.trusted_repos or settings.trust_everyone):
+        lines.append("pull requests wait for a trusted person's /podci ok-to-test: set PODCI_TRUSTED_AUTHORS")
+    return lines
+
+
 @cli.command()
-@click.option("--port", default=8080, show_default=True, type=int, help="the receiver and build pages")
+@click.option("--host", default="127.0.0.1", show_default=True, help="the receiver and build pages")
+@click.option("--port", default=8080, show_default=True, type=int)
 @click.option("--flower-port", default=5555, show_default=True, type=int)
-def up(port: int, flower_port: int) -> None:
+def up(host: str, port: int, flower_port: int) -> None:
     """The whole stack on this machine until Ctrl-C: receiver, worker with beat, Flower, and an embedded
-    Redis when PODCI_REDIS_URL is not set."""
+    Redis when PODCI_REDIS_URL is not set. Receivers without a secret get a random one, printed here."""
     settings = load_settings()
+    made = generated_secrets(settings)
     console = Console()
     check_backend(settings)
     with ExitStack() as stack:
         url, embedded = stack.enter_context(redis_url(settings))
-        env = {**os.environ, "PODCI_REDIS_URL": url, "PODCI_STATE_DIR": str(settings.state_dir)}
+        env = {**os.environ, **made, "PODCI_REDIS_URL": url, "PODCI_STATE_DIR": str(settings.state_dir)}
         logs = settings.state_dir / "up"
         commands = {
             "worker": ["worker", "--beat"],
-            "serve": ["serve", "--host", "127.0.0.1", "--port", str(port)],
+            "serve": ["serve", "--host", host, "--port", str(port)],
             "flower": ["flower", "--port", str(flower_port)],
         }
         children = {name: stack.enter_context(child_process(argv, env, logs / f"{name}.log"))
                     for name, argv in commands.items()}  # fmt: skip
         console.print(f"Redis {url}{' (embedded)' if embedded else ''}; logs in {logs}/")
-        console.print(
-            f"webhooks and build pages: http://127.0.0.1:{port}/builds   Flower: http://127.0.0.1:{flower_port}"
-        )
+        shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104 - compared, not bound
+        for line in _paste_here(settings, made, f"http://{shown_host}:{port}"):
+            click.echo(line)  # whole lines, never wrapped: they are copied from here
+        click.echo(f"Flower: http://127.0.0.1:{flower_port}")
+        if made:
+            console.print("[dim]secrets made for this run only: set them in PODCI_* to keep them[/dim]")
         signal.signal(signal.SIGTERM, _interrupt)
         try:
             while all(child.poll() is None for child in children.values()):
@@ -246,7 +293,7 @@ def status(build_id: str, as_json: bool) -> None:
     """Show one build: its steps, result and where its logs are."""
     settings = load_settings()
     with redis_url(settings) as (url, _):
-        record = BuildStore(connect(url)).get(build_id)
+        record = BuildStore(connect(url), settings.retention_seconds).get(build_id)
     if record is None:
         raise click.ClickException(
             f"no build {build_id!r} in {'this Redis' if settings.redis_url else settings.state_dir}"
@@ -323,16 +370,31 @@ def serve(host: str, port: int, log_level: str, workers: int) -> None:
     from podci.server import create_app
 
     settings = load_settings()
-    settings.require_redis_url()
-    for name in ("bitbucket_cloud_secret", "bitbucket_server_secret"):
-        if getattr(settings, name) is None:
-            click.echo(f"warning: PODCI_{name.upper()} is not set: those webhooks are not verified", err=True)
+    require_serving(settings)
     # One process serves the app built here. Several need an import path instead: each worker builds
     # its own app (and its own Redis and broker connections) from the environment checked above.
     app = create_app(settings) if workers == 1 else "podci.server:app_from_environment"
+    # h11, not httptools: it refuses a request line and headers over PODCI_MAX_HEADER_BYTES with a 400
+    # before reading on (httptools has no such limit). The client address is the TCP peer's, never a
+    # forwarded one: a trusted proxy (PODCI_TRUSTED_PROXIES) is known by its own address.
     uvicorn.run(
-        app, factory=workers > 1, workers=workers, host=host, port=port, log_level=log_level, access_log=False
-    )
+        app, factory=workers > 1, workers=workers, host=host, port=port, log_level=log_level,
+        access_log=False, http="h11", h11_max_incomplete_event_size=settings.max_header_bytes,
+        proxy_headers=False,
+    )  # fmt: skip
+
+
+def require_serving(settings: Settings) -> None:
+    """`podci serve` starts only closed: every receiver that is on has its secret (or is named in
+    PODCI_INSECURE_UNSIGNED_HOOKS), and there is a Redis to record builds in."""
+    missing = [] if settings.redis_url else ["PODCI_REDIS_URL (the Redis of the queue)"]
+    missing += settings.missing_hook_secrets()
+    if missing:
+        raise click.UsageError(
+            f"podci serve does not start without {'; '.join(missing)}: set them, turn receivers off "
+            "with PODCI_HOOKS, or (never on a network you do not trust) name them in "
+            "PODCI_INSECURE_UNSIGNED_HOOKS"
+        )
 
 
 @cli.command()
@@ -369,7 +431,8 @@ def gc(dry_run: bool) -> None:
     settings = load_settings()
     check_backend(settings)
     with redis_url(settings) as (url, _):
-        gone = collect_garbage(settings, BuildStore(connect(url)), dry_run=dry_run)
+        store = BuildStore(connect(url), settings.retention_seconds)
+        gone = collect_garbage(settings, store, dry_run=dry_run)
     for item in gone:
         click.echo(f"{'would delete' if dry_run else 'deleted'} {item}")
     click.echo(

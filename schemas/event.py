@@ -14,6 +14,7 @@ class Action(StrEnum):
     cancel = "cancel"  # stop the running builds of pull request `repo`#`pull_request`
     ignored = "ignored"  # nothing to do; `reason` says why
     ping = "ping"  # a connection test from the sender
+    approve = "approve"  # a trusted person's `/podci ok-to-test`: start the builds waiting for it
 
 
 class Decision(BaseModel):
@@ -27,3 +28,4 @@ class Decision(BaseModel):
     request: BuildRequest | None = None
     repo: str | None = None
     pull_request: int | None = None
+    actor: str | None = None  # who approves (`approve`)

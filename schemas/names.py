@@ -15,28 +15,36 @@ def _slug(text: str) -> str:
     return re.sub(r"-{2,}", "-", text).strip("-")
 
 
-def dns_label(text: str, *, max_len: int = MAX_LABEL) -> str:
+def dns_label(text: str, *, max_len: int = MAX_LABEL, namespace: str = "") -> str:
     """Lowercase `[a-z0-9-]`, at most `max_len`, starting and ending alphanumeric.
 
     When anything had to change or be cut, a hash of the original is appended so that two different
-    inputs never land on the same name (`Team/App` and `team-app` differ).
+    inputs never land on the same name (`Team/App` and `team-app` differ). With a `namespace`, the
+    hash is always appended and covers it too: the same text in two namespaces gives two names.
     """
     slug = _slug(text) or "x"
     # A name that already ends like a hash suffix is hashed too: otherwise the job `team-app-15a69ce7`
     # would get the very name computed for `Team/App`.
-    if slug == text and len(slug) <= max_len and not _LOOKS_HASHED.search(slug):
+    if not namespace and slug == text and len(slug) <= max_len and not _LOOKS_HASHED.search(slug):
         return slug
-    digest = hashlib.sha256(text.encode()).hexdigest()[:_HASH_LEN]
+    hashed = f"{namespace}\0{text}" if namespace else text
+    digest = hashlib.sha256(hashed.encode()).hexdigest()[:_HASH_LEN]
     if max_len <= _HASH_LEN + 1:
         return digest[:max_len]
     head = slug[: max_len - _HASH_LEN - 1].rstrip("-")
     return f"{head}-{digest}" if head else digest
 
 
-def build_name(job: str, number: int) -> str:
+# Whose job names are kept as given (`JOB_NAME-BUILD_NUMBER`, the build id Jenkins users know); every
+# other source's names carry a hash of the source, so no job name of one can land on another's build.
+PLAIN_NAMESPACES = ("manual", "jenkins")
+
+
+def build_name(job: str, number: int, provider: str = "manual") -> str:
     """`{job}-{number}`, with the number always kept whole so consecutive builds stay readable."""
     suffix = f"-{number}"
-    job_part = dns_label(job, max_len=MAX_LABEL - len(suffix))
+    namespace = "" if provider in PLAIN_NAMESPACES else provider
+    job_part = dns_label(job, max_len=MAX_LABEL - len(suffix), namespace=namespace)
     return f"{job_part}{suffix}"
 
 

@@ -17,6 +17,9 @@ def utcnow() -> datetime:
 
 
 class BuildState(StrEnum):
+    # A pull request of a fork or an untrusted author: nothing runs until a trusted person comments
+    # `/podci ok-to-test` on it (then `queued`). Shown as "waiting for approval".
+    awaiting_approval = "awaiting_approval"
     queued = "queued"
     running = "running"
     succeeded = "succeeded"
@@ -26,7 +29,12 @@ class BuildState(StrEnum):
 
     @property
     def final(self) -> bool:
-        return self not in (BuildState.queued, BuildState.running)
+        return self not in (BuildState.awaiting_approval, BuildState.queued, BuildState.running)
+
+    @property
+    def label(self) -> str:
+        """How pages and statuses say it."""
+        return "waiting for approval" if self is BuildState.awaiting_approval else self.value
 
 
 class Step(StrEnum):
@@ -119,6 +127,9 @@ class BuildRecord(BaseModel):
     log_dir: str = ""
     cancel_requested: bool = False
     cancel_reason: str = ""
+    approved_by: str = Field(
+        default="", description="who commented /podci ok-to-test, for an untrusted pull request"
+    )
     # Fencing: the pipeline's single live message carries this number; a message with an older one
     # is a duplicate (a redelivery or a re-kick) and is dropped. `step` names what runs next.
     seq: int = 0

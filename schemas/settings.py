@@ -2,15 +2,47 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Hook = Literal["bitbucket-cloud", "bitbucket-server", "jenkins"]
+HOOKS: tuple[Hook, ...] = ("bitbucket-cloud", "bitbucket-server", "jenkins")
+# What authenticates each receiver: the settings named here, any one of them (README "Webhooks").
+HOOK_SECRETS: dict[Hook, tuple[str, ...]] = {
+    "bitbucket-cloud": ("bitbucket_cloud_secret",),
+    "bitbucket-server": ("bitbucket_server_secret",),
+    "jenkins": ("jenkins_token", "jenkins_secret"),
+}
+MIN_SECRET = 16
 
 
 def _default_state_dir() -> Path:
     return Path.home() / ".local" / "state" / "podci"
+
+
+def csv(text: str) -> tuple[str, ...]:
+    """A comma-separated setting as its items, blanks dropped."""
+    return tuple(item.strip() for item in text.split(",") if item.strip())
+
+
+def env_name(field: str) -> str:
+    return f"PODCI_{field.upper()}"
+
+
+def _short(value: str, name: str) -> str | None:
+    """Why a secret is too weak to keep a receiver or a page closed, or None."""
+    if len(value) >= MIN_SECRET:
+        return None
+    size = "empty" if not value else f"only {len(value)} characters long"
+    return (
+        f"{name} is {size}; a secret or token must have at least {MIN_SECRET} characters "
+        "(make one with `openssl rand -hex 24`), or be left unset"
+    )
 
 
 class Settings(BaseSettings):
@@ -39,6 +71,8 @@ class Settings(BaseSettings):
     job_default: str = "local"
     # Builds of one repository that may run at once; more wait in `queued`, in order. 0: no limit.
     repo_concurrency: int = Field(default=4, ge=0)
+    # Records, their indexes and counters, and the logs of builds expire this long after their last change.
+    retention_days: float = Field(default=30, gt=0, le=3650)
 
     # --- the Kubernetes backend ---
     kube_context: str | None = Field(default=None, description="kubeconfig context; in a pod: in-cluster")
@@ -60,7 +94,16 @@ class Settings(BaseSettings):
     kube_on_demand_tolerations: list[dict[str, str]] | None = None
     kube_labels: dict[str, str] = Field(default={}, description="JSON; added to every object")
     kube_service_account: str = Field(default="default", description="the only one a template may name")
-    kube_allow_host_path: bool = False
+    # The Pod Security Standard every build pod meets (docs/security.md); an untrusted pull request's is
+    # always `restricted`. `baseline` is for trusted builds whose images need root.
+    pod_security: Literal["restricted", "baseline"] = "restricted"
+    kube_priority_classes: str = Field(default="", description="priority classes a template may name")
+    kube_allowed_secrets: str = Field(default="", description="secrets a template may read")
+    # Requests and limits of every container whose template gives none (Kubernetes quantities).
+    kube_cpu_request: str = "100m"
+    kube_cpu_limit: str = "2"
+    kube_memory_request: str = "256Mi"
+    kube_memory_limit: str = "2Gi"
     kube_agent_image: str = "busybox:1.36"
     kube_git_image: str = "alpine/git:2.45.2"
     # How the code reaches the pod: `bundle` streams the worker's merge in through the API (the pod
@@ -94,8 +137,156 @@ class Settings(BaseSettings):
     jenkins_secret: SecretStr | None = Field(default=None, description="HMAC key for X-Hub-Signature")
     jenkins_phase: Literal["QUEUED", "STARTED", "COMPLETED", "FINALIZED"] = "STARTED"
     branch_builds: str = Field(default="", description="comma-separated repo patterns whose pushes build")
+    jenkins_urls: str = Field(default="", description="URL prefixes a Jenkins callback_url must start with")
+    # Who may start a build (docs/security.md). A pull request from a fork or from an author not trusted
+    # here waits until a trusted person comments `/podci ok-to-test`.
+    trusted_authors: str = Field(
+        default="", description="patterns of Bitbucket Cloud account ids (or {uuid}s) and Server user names"
+    )
+    trusted_repos: str = Field(
+        default="", description="repository patterns whose own (non-fork) pull requests are trusted"
+    )
+    trust_everyone: bool = Field(default=False, description="no approval ever: every fork is a colleague's")
+    clone_hosts: str = Field(
+        default="", description="hosts (patterns, optionally :port) webhook builds may clone from"
+    )
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    max_header_bytes: int = Field(default=64 * 1024, ge=4096, description="request line and headers")
     delivery_ttl: int = Field(default=7 * 24 * 3600, ge=60, description="seconds a delivery id is remembered")
+    hooks: str = Field(default=",".join(HOOKS), description="the receivers that are on, comma-separated")
+    insecure_unsigned_hooks: str = Field(
+        default="", description="receivers that accept requests without a secret (never on the internet)"
+    )
+    # A Redis command that takes longer fails: the receiver answers 503 (Retry-After) in time for
+    # Bitbucket and Jenkins to redeliver, instead of hanging with a hung Redis.
+    redis_timeout: float = Field(default=0.5, gt=0, le=30)
+
+    # --- the pages and /metrics ---
+    ui_tokens: SecretStr | None = Field(default=None, description="comma-separated bearer tokens")
+    trusted_proxy_header: str | None = Field(
+        default=None, description="the user header of an authenticating proxy, e.g. X-Auth-Request-User"
+    )
+    trusted_proxies: str = Field(default="", description="addresses (CIDR) the proxy header is taken from")
+    public_repos: str = Field(default="", description="repository patterns readable without a login")
+    metrics_token: SecretStr | None = Field(default=None, description="bearer token for /metrics")
+
+    @field_validator(
+        "bitbucket_cloud_app_password", "bitbucket_cloud_token", "bitbucket_server_token",
+        "bitbucket_cloud_secret", "bitbucket_server_secret", "jenkins_token", "jenkins_secret",
+        "ui_tokens", "metrics_token",
+    )  # fmt: skip
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        """An empty or short secret is refused at start: `PODCI_BITBUCKET_SERVER_SECRET=''` once left a
+        receiver open, and a short one is guessed."""
+        if value is None:
+            return None
+        name = env_name(info.field_name or "")
+        items = csv(value.get_secret_value()) if info.field_name == "ui_tokens" else None
+        for item in items if items is not None else (value.get_secret_value(),):
+            problem = _short(item, name if items is None else f"a token in {name}")
+            if problem:
+                raise ValueError(problem)
+        if items == ():
+            raise ValueError(_short("", name))
+        return value
+
+    @field_validator("hooks", "insecure_unsigned_hooks")
+    @classmethod
+    def _known_hooks(cls, value: str, info: ValidationInfo) -> str:
+        unknown = [item for item in csv(value) if item not in HOOKS]
+        if unknown:
+            raise ValueError(
+                f"{env_name(info.field_name or '')} names {', '.join(unknown)}, which podci does not "
+                f"know; the receivers are {', '.join(HOOKS)}"
+            )
+        return value
+
+    @field_validator("jenkins_urls")
+    @classmethod
+    def _url_prefixes(cls, value: str) -> str:
+        for item in csv(value):
+            parts = urlsplit(item)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(
+                    f"PODCI_JENKINS_URLS holds {item!r}; each entry must be an http(s) URL such as "
+                    "https://jenkins.example.com/"
+                )
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        for item in csv(value):
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"PODCI_TRUSTED_PROXIES holds {item!r}, which is not an address or a network "
+                    "such as 10.0.0.0/8"
+                ) from None
+        return value
+
+    @property
+    def enabled_hooks(self) -> tuple[Hook, ...]:
+        on = csv(self.hooks)
+        return tuple(hook for hook in HOOKS if hook in on)
+
+    @property
+    def insecure_hooks(self) -> tuple[Hook, ...]:
+        on = csv(self.insecure_unsigned_hooks)
+        return tuple(hook for hook in self.enabled_hooks if hook in on)
+
+    def missing_hook_secrets(self) -> list[str]:
+        """The settings an enabled receiver needs and does not have (one of each group), in the words
+        `podci serve` refuses to start with. A receiver listed as insecure needs none."""
+        missing = []
+        for hook in self.enabled_hooks:
+            names = HOOK_SECRETS[hook]
+            if hook not in self.insecure_hooks and all(getattr(self, n) is None for n in names):
+                missing.append(" or ".join(env_name(n) for n in names) + f" (the {hook} receiver)")
+        return missing
+
+    @property
+    def jenkins_url_prefixes(self) -> tuple[str, ...]:
+        return csv(self.jenkins_urls)
+
+    @property
+    def clone_host_patterns(self) -> tuple[str, ...]:
+        """Where webhook builds may clone from: Bitbucket Cloud's host while its receiver is on, the
+        Bitbucket Server/Data Center host of PODCI_BITBUCKET_SERVER_URL, and PODCI_CLONE_HOSTS."""
+        hosts = list(csv(self.clone_hosts))
+        if "bitbucket-cloud" in self.enabled_hooks:
+            hosts.append("bitbucket.org")
+        server = urlsplit(self.bitbucket_server_url or "").hostname
+        if server:
+            hosts.append(server)
+        return tuple(hosts)
+
+    @property
+    def ui_token_values(self) -> tuple[str, ...]:
+        return csv(self.ui_tokens.get_secret_value()) if self.ui_tokens is not None else ()
+
+    @property
+    def trusted_proxy_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        return tuple(ipaddress.ip_network(item, strict=False) for item in csv(self.trusted_proxies))
+
+    @property
+    def public_repo_patterns(self) -> tuple[str, ...]:
+        return csv(self.public_repos)
+
+    def secret_values(self) -> tuple[str, ...]:
+        """Every configured secret's value, longest first: what logs and pages mask as `****`."""
+        values: list[str] = []
+        for name, field in type(self).model_fields.items():
+            if field.annotation == SecretStr | None and (secret := getattr(self, name)) is not None:
+                text = secret.get_secret_value()
+                values.extend(csv(text) if name == "ui_tokens" else (text,))
+        return tuple(sorted(set(values), key=len, reverse=True))
+
+    @property
+    def retention_seconds(self) -> int:
+        return max(60, int(self.retention_days * 24 * 3600))
 
     @property
     def checkouts_dir(self) -> Path:

@@ -8,18 +8,32 @@ dedupe keys, queued marks) are described in `store.keys`.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Iterator, Sequence
 
+from pydantic import ValidationError
 from redis import Redis, WatchError
 
 from schemas.names import build_name
-from schemas.record import BuildRecord, Step, StepRecord
+from schemas.record import BuildRecord, BuildState, Step, StepRecord
 from schemas.request import BuildRequest
 from store import keys
 from store.connection import as_text
 from store.keys import BUILDS, DUE, REPORT_DUE, TICKETS
 
 TICKET_HEADER = "podci_ticket"
+WAITING_REASON = "waiting for approval: a trusted person comments /podci ok-to-test on the pull request"
+log = logging.getLogger("podci.store")
+
+
+def load(build_id: str, raw: bytes | str) -> BuildRecord | None:
+    """The record, or None when it cannot be read (written by a newer podci, damaged by hand): one
+    such record is skipped and logged, never a failed reconciler pass or a page that answers 500."""
+    try:
+        return BuildRecord.model_validate_json(raw)
+    except (ValidationError, ValueError) as exc:
+        log.warning("build=%s its record cannot be read and is skipped: %s", build_id, str(exc)[:300])
+        return None
 
 
 class DuplicateBuild(Exception):
@@ -30,19 +44,41 @@ class DuplicateBuild(Exception):
         self.build_id = build_id
 
 
-# One round trip, atomic: refuse when the name or any dedupe key exists (returning the build it
-# names), else write the record, its indexes and the dedupe keys together.
+class NameTaken(Exception):
+    """The build number a sender chose (Jenkins' BUILD_NUMBER) names another source's build."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+
+# A counted build whose name is taken (a sender chose that number) takes the next one; this many
+# times at most, so a sender flooding names cannot keep a build from being created for long.
+NAME_TRIES = 50
+
+# One round trip, atomic: refuse when any dedupe key exists (`dedupe:<the build it started>`) or the
+# name does (`name:`), else write the record, its indexes and the dedupe keys together. Everything
+# written expires (ARGV[7], the retention), and the builds index forgets what is older than that.
+# A build waiting for approval (ARGV[8] = '1') is not due and not in its repository's queue: KEYS[3]
+# is then the report list instead, so that its "waiting for approval" status is posted.
 _CREATE = """
 for i = 6, #KEYS do
   local first = redis.call('GET', KEYS[i])
-  if first then return first end
+  if first then return 'dedupe:' .. first end
 end
-if redis.call('EXISTS', KEYS[1]) == 1 then return ARGV[1] end
-redis.call('SET', KEYS[1], ARGV[2])
+if redis.call('EXISTS', KEYS[1]) == 1 then return 'name:' .. ARGV[1] end
+redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[7])
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. (ARGV[3] - ARGV[7]))
 redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
-redis.call('RPUSH', KEYS[4], ARGV[1])
-if ARGV[5] == '1' then redis.call('SADD', KEYS[5], ARGV[1]) end
+if ARGV[8] ~= '1' then
+  redis.call('RPUSH', KEYS[4], ARGV[1])
+  redis.call('EXPIRE', KEYS[4], ARGV[7])
+end
+if ARGV[5] == '1' then
+  redis.call('SADD', KEYS[5], ARGV[1])
+  redis.call('EXPIRE', KEYS[5], ARGV[7])
+end
 for i = 6, #KEYS do redis.call('SET', KEYS[i], ARGV[1], 'EX', ARGV[6]) end
 return false
 """
@@ -56,9 +92,16 @@ return ticket
 """
 
 
+DEFAULT_RETENTION = 30 * 24 * 3600
+
+
 class BuildStore:
-    def __init__(self, redis: Redis) -> None:
+    """`retention`: seconds a record (and its pull request's set, its repository's queue, its job's
+    counter) is kept after its last change (PODCI_RETENTION_DAYS)."""
+
+    def __init__(self, redis: Redis, retention: int = DEFAULT_RETENTION) -> None:
         self.redis = redis
+        self.retention = retention
         self._create = redis.register_script(_CREATE)
         self._mark = redis.register_script(_MARK)
 
@@ -70,16 +113,76 @@ class BuildStore:
         due: float,
         dedupe: Sequence[str] = (),
         dedupe_ttl: int = 7 * 24 * 3600,
+        waiting: bool = False,
     ) -> BuildRecord:
-        """A new record in `queued`, written in one transaction with its indexes.
+        """A new record in `queued` (`awaiting_approval` when `waiting`: nothing runs until `approve`),
+        written in one transaction with its indexes.
 
-        The number comes from a per-job counter and never repeats; a number given by the caller
-        (Jenkins) is used as is. Raises `DuplicateBuild` when any `dedupe` key (a delivery id, a pull
-        request's head commit) or the build's name was seen before: then nothing is written.
+        The number comes from a per-job counter of the request's source and never repeats; when its
+        name is taken anyway (a number another sender chose), the next number is used. A number given
+        by the caller (Jenkins) is used as is. Raises `DuplicateBuild` when any `dedupe` key (a
+        delivery id, a pull request's head commit) was seen before, or the caller's number was already
+        built for the same job; `NameTaken` when it names another source's build. Then nothing is
+        written.
         """
-        number = request.number or int(self.redis.incr(keys.job_number(request.job)))
-        name = build_name(request.job, number)
-        record = BuildRecord(
+        for _ in range(NAME_TRIES):
+            number = request.number or self._next_number(request)
+            record = self._new(request, number, log_root, waiting)
+            written = [
+                keys.build(record.name),
+                BUILDS,
+                REPORT_DUE if waiting else DUE,
+                keys.repo_queue(request.repo),
+            ]
+            written.append(keys.pull_request(request.pr_key or ""))
+            created = record.created.timestamp()
+            has_pr = int(bool(request.pr_key))
+            args: list[str | float] = [
+                record.name,
+                record.model_dump_json(),
+                created,
+                due,
+                has_pr,
+                dedupe_ttl,
+                self.retention,
+                int(waiting),
+            ]
+            first = self._create(keys=written + [keys.dedupe(k) for k in dedupe], args=args)
+            if first is None:
+                return record
+            kind, _, taken = as_text(first).partition(":")
+            if kind == "dedupe":
+                raise DuplicateBuild(taken)
+            if request.number is None:
+                continue  # the name is another's: take the next number
+            existing = self.get(taken)
+            if existing is None or (existing.request.provider, existing.job) == (
+                request.provider,
+                request.job,
+            ):
+                raise DuplicateBuild(taken)
+            raise NameTaken(taken)
+        raise NameTaken(record.name)
+
+    def _next_number(self, request: BuildRequest) -> int:
+        """The job's counter expires with the job's last record: numbers restart only once every
+        record they could repeat is gone (and a name still taken takes the next number anyway)."""
+        key = keys.job_number(request.provider, request.job)
+        with self.redis.pipeline() as pipe:
+            pipe.incr(key)
+            pipe.expire(key, self.retention)
+            number, _ = pipe.execute()
+        return int(number)
+
+    @staticmethod
+    def _new(request: BuildRequest, number: int, log_root: str, waiting: bool) -> BuildRecord:
+        name = build_name(request.job, number, request.provider)
+        state = (
+            {"state": BuildState.awaiting_approval, "reason": WAITING_REASON, "step": None}
+            if waiting
+            else {"step": Step.checkout}
+        )
+        return BuildRecord(
             id=name,
             job=request.job,
             number=number,
@@ -87,21 +190,21 @@ class BuildStore:
             request=request,
             steps=[StepRecord(name=s) for s in Step],
             log_dir=f"{log_root}/{name}",
-            step=Step.checkout,
+            **state,
         )
-        written = [keys.build(name), BUILDS, DUE, keys.repo_queue(request.repo)]
-        written.append(keys.pull_request(request.pr_key or ""))
-        created = record.created.timestamp()
-        has_pr = int(bool(request.pr_key))
-        args: list[str | float] = [name, record.model_dump_json(), created, due, has_pr, dedupe_ttl]
-        first = self._create(keys=written + [keys.dedupe(k) for k in dedupe], args=args)
-        if first is not None:
-            raise DuplicateBuild(as_text(first))
-        return record
+
+    def remember(self, key: str, what: str, ttl: int) -> str | None:
+        """Remember, once, what a delivery that started no build did (a cancel); returns what the
+        first delivery with that dedupe key did, or None when this is the first."""
+        if self.redis.set(keys.dedupe(key), what, nx=True, ex=ttl):
+            return None
+        first = self.redis.get(keys.dedupe(key))
+        return as_text(first) if first is not None else what
 
     def get(self, build_id: str) -> BuildRecord | None:
+        """The record; None when there is none or it cannot be read (see `load`)."""
         raw = self.redis.get(keys.build(build_id))
-        return None if raw is None else BuildRecord.model_validate_json(raw)
+        return None if raw is None else load(build_id, raw)
 
     def update(
         self,
@@ -109,35 +212,57 @@ class BuildStore:
         change: Callable[[BuildRecord], None],
         *,
         expect_seq: int | None = None,
+        expect_state: BuildState | None = None,
         due: float | None = None,
+        admit: bool = False,
     ) -> BuildRecord | None:
-        """Apply `change` atomically. Returns None when the record is gone or its `seq` is no longer
-        `expect_seq` (someone else moved the build on), in which case nothing was written."""
+        """Apply `change` atomically. Returns None when the record is gone (or unreadable), or its `seq`
+        is no longer `expect_seq` (someone else moved the build on), or its state is not `expect_state`,
+        in which case nothing was written. With `admit`, an unfinished build also joins its
+        repository's queue (a build released from waiting for approval)."""
         key = keys.build(build_id)
         with self.redis.pipeline() as pipe:
             while True:
                 try:
                     pipe.watch(key)  # type: ignore[no-untyped-call]
                     raw = pipe.get(key)
-                    if raw is None:
+                    record = None if raw is None else load(build_id, raw)
+                    if record is None:
                         return None
-                    record = BuildRecord.model_validate_json(raw)
                     if expect_seq is not None and record.seq != expect_seq:
+                        return None
+                    if expect_state is not None and record.state is not expect_state:
                         return None
                     change(record)
                     pipe.multi()
-                    pipe.set(key, record.model_dump_json())
+                    pipe.set(key, record.model_dump_json(), ex=self.retention)
                     if record.complete:
                         pipe.zrem(DUE, build_id)
                         pipe.lrem(keys.repo_queue(record.request.repo), 0, build_id)
                         if due is not None:  # the completing step: its reports must follow
                             pipe.zadd(REPORT_DUE, {build_id: due}, nx=True)
-                    elif due is not None:
-                        pipe.zadd(DUE, {build_id: due})
+                    else:
+                        if due is not None:
+                            pipe.zadd(DUE, {build_id: due})
+                        if admit:
+                            pipe.rpush(keys.repo_queue(record.request.repo), build_id)
+                            pipe.expire(keys.repo_queue(record.request.repo), self.retention)
                     pipe.execute()
                     return record
                 except WatchError:
                     continue
+
+    def approve(self, build_id: str, by: str, due: float) -> BuildRecord | None:
+        """A build waiting for approval becomes `queued`: due (the caller sends its first step; if it
+        dies first, the reconciler does) and in its repository's queue. None when it is not waiting
+        (approved already by a redelivery, stopped meanwhile): then nothing changes."""
+
+        def release(record: BuildRecord) -> None:
+            record.state, record.step, record.reason = BuildState.queued, Step.checkout, ""
+            record.approved_by = by
+            record.seq += 1
+
+        return self.update(build_id, release, expect_state=BuildState.awaiting_approval, due=due, admit=True)
 
     def admitted(self, record: BuildRecord, limit: int) -> tuple[bool, int]:
         """May the build start? Only the first `limit` unfinished builds of a repository run; the

@@ -7,9 +7,11 @@ from typing import Any
 from redis import Redis
 
 
-def connect(url: str) -> Redis:
-    """A client for `url` (the same Redis Celery uses as its broker)."""
-    return Redis.from_url(url)
+def connect(url: str, timeout: float | None = None) -> Redis:
+    """A client for `url` (the same Redis Celery uses as its broker). With `timeout`, connecting and
+    each command give up after that many seconds (`redis.exceptions.TimeoutError`): a hung Redis
+    must not hang the receiver, which answers 503 instead."""
+    return Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
 
 
 def as_text(value: Any) -> str:

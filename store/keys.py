@@ -29,9 +29,9 @@ def woken(build_id: str) -> str:
     return f"{PREFIX}:woken:{build_id}"
 
 
-def job_number(job: str) -> str:
-    """counter: the last build number handed out for a job (numbers never repeat)."""
-    return f"{PREFIX}:job:{job}:number"
+def job_number(provider: str, job: str) -> str:
+    """counter: the last build number handed out for a job of one source (numbers never repeat)."""
+    return f"{PREFIX}:job:{provider}:{job}:number"
 
 
 def queued(build_id: str) -> str:
@@ -45,12 +45,14 @@ def repo_queue(repo: str) -> str:
 
 
 def pull_request(pr_key: str) -> str:
-    """set: the builds of one pull request (`team/webapp#12`), for superseding and cancelling."""
+    """set: the builds of one pull request of one source (`bitbucket-cloud:team/webapp#12`), for
+    superseding and cancelling."""
     return f"{PREFIX}:pr:{pr_key}"
 
 
 def dedupe(key: str) -> str:
-    """string: the build a delivery id or a pull request head already started (expires)."""
+    """string: the build a delivery id or a pull request head already started, or what a delivery
+    that started no build did (`cancel`), so a redelivery does it once (expires)."""
     return f"{PREFIX}:dedupe:{key}"
 
 
@@ -142,3 +144,11 @@ def teardown_check(build_name: str) -> str:
 def teardown_done(build_name: str) -> str:
     """string: teardown's final detail, once nothing of the build is left."""
     return f"{K8S}:teardown-done:{build_name}"
+
+
+def bounded_without_expiry(key: str) -> bool:
+    """The keys that never expire, each bounded by something else: the builds index is trimmed by age
+    on every create, the due lists and the live pods hold only what is unfinished, the ticket counter
+    is one number, and the metrics are a handful of counters per label. Every other key of podci
+    expires (PODCI_RETENTION_DAYS, or sooner)."""
+    return key in (BUILDS, DUE, REPORT_DUE, TICKETS, PODS_LIVE) or key.startswith(f"{METRICS}:")

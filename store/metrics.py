@@ -63,6 +63,15 @@ class RedisCollector:
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
 
+    def describe(self) -> Iterator[Metric]:
+        """The families without their samples, so that registering this collector asks Redis nothing
+        (a server must start while Redis is down, and say so on /healthz)."""
+        for name, (doc, label) in COUNTERS.items():
+            yield CounterMetricFamily(f"podci_{name}", doc, labels=[label])
+        for name, (doc, label) in HISTOGRAMS.items():
+            yield HistogramMetricFamily(f"podci_{name}", doc, labels=[label])
+        yield GaugeMetricFamily("podci_queue_depth", "Messages waiting in each queue", labels=["queue"])
+
     def collect(self) -> Iterator[Metric]:
         for name, (doc, label) in COUNTERS.items():
             counter = CounterMetricFamily(f"podci_{name}", doc, labels=[label])

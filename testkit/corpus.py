@@ -30,6 +30,12 @@ DEFAULT_OPTIONS: dict[str, Any] = {
     "branch_builds": ["team/webapp", "TEAM/webapp"],
     "jenkins_phase": "STARTED",
     "server_base_url": None,
+    "clone_hosts": ["bitbucket.org", "bitbucket.example.com"],
+    "jenkins_urls": ["https://jenkins.example.com/"],
+    # Alice and Bruno are the team (Cloud account ids, Server user names); Chen's forks wait.
+    "trusted_authors": ["712020:5e8a7c1d-44b2", "712020:9b3e2f6a-07c8", "alice", "bruno"],
+    "trusted_repos": [],
+    "trust_everyone": False,
 }
 
 
@@ -74,6 +80,11 @@ class Case:
             branch_builds=tuple(chosen["branch_builds"]),
             jenkins_phase=chosen["jenkins_phase"],
             server_base_url=chosen["server_base_url"],
+            clone_hosts=tuple(chosen["clone_hosts"]),
+            jenkins_urls=tuple(chosen["jenkins_urls"]),
+            trusted_authors=tuple(chosen["trusted_authors"]),
+            trusted_repos=tuple(chosen["trusted_repos"]),
+            trust_everyone=chosen["trust_everyone"],
         )
 
     @property

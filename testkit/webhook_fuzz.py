@@ -33,6 +33,7 @@ from podci.server import create_app
 from schemas.event import Action, Decision
 from schemas.settings import Settings
 from store import keys as redis_keys
+from store.connection import as_text
 from testkit.corpus import SHARED_FIXTURES
 from testkit.corpus import load as load_own_corpus
 
@@ -46,7 +47,11 @@ MAX_BODY = 64 * 1024  # small, so that the huge strings of the generators also r
 
 Hooks = Literal["bitbucket-cloud", "bitbucket-server", "jenkins"]
 PROVIDERS: tuple[Hooks, ...] = ("bitbucket-cloud", "bitbucket-server", "jenkins")
-SECRETS = {"bitbucket-cloud": "cloud-secret", "bitbucket-server": "server-secret", "jenkins": "jenkins-key"}
+SECRETS = {
+    "bitbucket-cloud": "cloud-secret-for-fuzz",
+    "bitbucket-server": "server-secret-for-fuzz",
+    "jenkins": "jenkins-key-for-fuzz",
+}
 PATHS: dict[Hooks, str] = {
     "bitbucket-cloud": "/hooks/bitbucket",
     "bitbucket-server": "/hooks/bitbucket",
@@ -424,9 +429,14 @@ def depth(value: Any) -> int:
 
 OPTIONS = st.sampled_from(
     [
-        ParseOptions(),
-        ParseOptions(branch_builds=("*",), jenkins_phase="FINALIZED"),
-        ParseOptions(branch_builds=("team/*", "PRJ/*"), server_base_url="https://bitbucket.example.com/"),
+        ParseOptions(),  # every clone URL refused: the parsers must still answer with a sentence
+        ParseOptions(branch_builds=("*",), jenkins_phase="FINALIZED", clone_hosts=("*",)),
+        ParseOptions(
+            branch_builds=("team/*", "PRJ/*"),
+            server_base_url="https://bitbucket.example.com/",
+            clone_hosts=("bitbucket.org", "bitbucket.example.com"),
+            jenkins_urls=("https://jenkins.example.com/",),
+        ),
     ]
 )
 
@@ -442,18 +452,19 @@ def fuzz_settings(examples: int = EXAMPLES) -> settings:
     )
 
 
-def check_sentence(message: str) -> None:
-    """What a sender reads in `{"error": ...}`: short, one piece of text that can go out as UTF-8."""
+def check_sentence(message: str, sent: str = "") -> None:
+    """What a sender reads in `{"error": ...}`: short, one piece of text that can go out as UTF-8.
+    `sent`: the request's own text; a word of Python's in it (an event named `NoneType`) may be quoted."""
     assert message and not message[0].isspace(), f"empty or indented message {message!r}"
     assert len(message) <= 1000, f"a {len(message)}-character message: {message[:200]!r}..."
     message.encode("utf-8")  # a lone surrogate here is a 500 when the reply is rendered
     for leak in ("Traceback", "<class ", " object at 0x", "NoneType", "KeyError", "TypeError"):
-        assert leak not in message, f"{leak!r} leaks into {message!r}"
+        assert leak not in message or leak in sent, f"{leak!r} leaks into {message!r}"
 
 
-def check_decision(decision: Decision) -> None:
+def check_decision(decision: Decision, sent: str = "") -> None:
     """The invariants the receiver relies on when it acts on a decision (events/intake.py)."""
-    check_sentence(decision.reason)
+    check_sentence(decision.reason, sent)
     json.dumps(decision.model_dump(mode="json"), ensure_ascii=False).encode("utf-8")
     assert (decision.action is Action.build) == (decision.request is not None), decision
     if decision.action is Action.cancel:
@@ -474,12 +485,13 @@ def outcome(
     options: ParseOptions,
 ) -> Decision | PayloadError:
     """The parser's answer; only PayloadError counts as a refusal, anything else escapes (a bug)."""
+    sent = repr(dict(headers)) + repr(body)
     try:
         decision = parse(headers, body, options)
     except PayloadError as refused:
-        check_sentence(str(refused))
+        check_sentence(str(refused), sent)
         return refused
-    check_decision(decision)
+    check_decision(decision, sent)
     return decision
 
 
@@ -637,15 +649,24 @@ class Rig:
                 "redis_url": url,
                 "state_dir": "/nonexistent/podci-fuzz",  # nothing may be written there
                 "branch_builds": "*",
+                "clone_hosts": "*",  # any host; paths and other transports are still refused
+                "trust_everyone": True,  # a build is a record and its first step (approval: tests/security)
+                "jenkins_urls": "https://jenkins.example.com/",
                 "max_body_bytes": MAX_BODY,
                 **(
                     {f"{p.replace('-', '_')}_secret": secret for p, secret in SECRETS.items()}
                     if secrets
-                    else {}
+                    else {"insecure_unsigned_hooks": ",".join(SECRETS)}  # every request reaches a parser
                 ),
             }
         )
-        self.options = ParseOptions(branch_builds=("*",), jenkins_phase=self.settings.jenkins_phase)
+        self.options = ParseOptions(
+            branch_builds=("*",),
+            jenkins_phase=self.settings.jenkins_phase,
+            clone_hosts=self.settings.clone_host_patterns,
+            jenkins_urls=self.settings.jenkins_url_prefixes,
+            trust_everyone=self.settings.trust_everyone,
+        )
         self.redis = Redis.from_url(url)
         self.app = create_app(self.settings, redis=self.redis)
         self.accept_builds, self.strict = accept_builds, strict
@@ -726,9 +747,15 @@ class Rig:
             self.fail(delivery, f"{got} without an error sentence: {text}")
         elif got == 200 and action and answer.get("action") not in (action, "duplicate"):
             self.fail(delivery, f"expected action {action}, got {text}")
-        if not self.accept_builds and (keys := self.redis.dbsize()):
-            self.fail(delivery, f"{keys} Redis keys after a {got}: {sorted(self.redis.keys())[:5]}")
+        if not self.accept_builds and (written := self.written()):
+            self.fail(delivery, f"{len(written)} Redis keys after a {got}: {written[:5]}")
         return got, answer
+
+    def written(self) -> list[str]:
+        """Keys in Redis but remembered deliveries: a delivery that cancels is remembered by its id (so
+        a replay does nothing), and that is all a refused or ignored one may leave."""
+        remembered = redis_keys.dedupe("delivery:")
+        return sorted(k for k in map(as_text, self.redis.scan_iter()) if not k.startswith(remembered))
 
     def fail(self, delivery: Delivery, problem: str) -> None:
         report = f"{problem}\n  {delivery.path} headers={delivery.headers} signing={delivery.signing} "

@@ -16,9 +16,10 @@ from celery import Celery
 from redis import Redis
 
 from dispatch.app import make_app
-from podci.embedded import embedded_redis
+from podci.embedded import embedded_redis, free_port
 from schemas.settings import Settings
 from store.builds import BuildStore
+from testkit.gitrepo import GitServer
 from tests.helpers import Worker
 
 FAST = {
@@ -41,9 +42,25 @@ def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def worker_env(redis_url: str, state_dir: Path) -> dict[str, str]:
+def callback_port() -> int:
+    """The one port a Jenkins callback stand-in (`Recorder(port=...)`) listens on: the session's
+    PODCI_JENKINS_URLS allows it, and no other."""
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def git_server() -> Iterator[GitServer]:
+    """Webhook builds fetch over HTTP from an allowed host, never from a path: test repositories are
+    served from here (`git_server.add(repo)` is the clone URL)."""
+    with GitServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def worker_env(redis_url: str, state_dir: Path, callback_port: int) -> dict[str, str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("PODCI_")}
-    return {**clean, **FAST, "PODCI_REDIS_URL": redis_url, "PODCI_STATE_DIR": str(state_dir)}
+    allowed = {"PODCI_CLONE_HOSTS": "127.0.0.1", "PODCI_JENKINS_URLS": f"http://127.0.0.1:{callback_port}/"}
+    return {**clean, **FAST, **allowed, "PODCI_REDIS_URL": redis_url, "PODCI_STATE_DIR": str(state_dir)}
 
 
 @pytest.fixture(scope="session")

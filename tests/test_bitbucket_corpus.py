@@ -23,8 +23,10 @@ from schemas.event import Action, Decision
 from testkit.corpus import SHARED_FIXTURES
 
 BASE = "https://bitbucket.example.com"
-OPTIONS = ParseOptions(branch_builds=("*",), server_base_url=BASE)
-NO_BRANCH_BUILDS = ParseOptions(server_base_url=BASE)
+# Any host: the clone URLs here come from everywhere; which hosts are allowed is tested in test_urls.py.
+ANY_HOST = ("*",)
+OPTIONS = ParseOptions(branch_builds=("*",), server_base_url=BASE, clone_hosts=ANY_HOST)
+NO_BRANCH_BUILDS = ParseOptions(server_base_url=BASE, clone_hosts=ANY_HOST)
 ADDON = "not a native Bitbucket webhook"
 
 pytestmark = pytest.mark.skipif(
@@ -390,7 +392,7 @@ def test_push_without_branch_builds_is_ignored(row: Row) -> None:
 
 
 def test_branch_builds_follow_the_repository_patterns() -> None:
-    only_temp = ParseOptions(branch_builds=("cloudbeers/*",))
+    only_temp = ParseOptions(branch_builds=("cloudbeers/*",), clone_hosts=ANY_HOST)
     assert decide(C + "repo-push-bbsp-update.json", only_temp).action is Action.build
     assert decide(C + "repo-push-goscm.json", only_temp).action is Action.ignored
     # The bad toHash is never looked at when the push is not built.
@@ -398,7 +400,7 @@ def test_branch_builds_follow_the_repository_patterns() -> None:
 
 
 def test_server_clone_url_from_the_browse_link_when_no_base_url() -> None:
-    decision = decide(S + "pr-opened-bppr-no-clone-property.json", ParseOptions())
+    decision = decide(S + "pr-opened-bppr-no-clone-property.json", ParseOptions(clone_hosts=ANY_HOST))
     assert decision.request is not None
     # links.self is http://example.org/projects/ABC/repos/some-repo/browse (its slug differs from `slug`).
     assert decision.request.source.clone_url == "http://example.org/scm/abc/some-repo.git"
@@ -408,7 +410,7 @@ def test_server_clone_url_of_a_personal_repository_from_its_browse_link() -> Non
     body = load(S + "pr-opened-goplayground.json")
     for side in ("fromRef", "toRef"):
         del body["pullRequest"][side]["repository"]["links"]["clone"]
-    decision = bitbucket.parse({"x-event-key": "pr:opened"}, body, ParseOptions())
+    decision = bitbucket.parse({"x-event-key": "pr:opened"}, body, ParseOptions(clone_hosts=ANY_HOST))
     assert decision.request is not None and decision.request.target is not None
     assert decision.request.target.clone_url == "https://server.bitbucket.local/scm/~gopher/webhook-test.git"
 
@@ -417,7 +419,7 @@ def test_server_without_any_link_asks_for_the_base_url() -> None:
     with pytest.raises(
         PayloadError, match=r"pullRequest\.fromRef\.repository has no clone link.*PODCI_BITBUCKET_SERVER_URL"
     ):
-        decide(S + "pr-opened-goscm.json", ParseOptions())
+        decide(S + "pr-opened-goscm.json", ParseOptions(clone_hosts=ANY_HOST))
 
 
 def test_server_ref_without_display_id_falls_back_to_the_id() -> None:
@@ -460,7 +462,7 @@ def test_post_webhooks_addon_straight_into_the_cloud_parser_is_a_payload_error(f
       "repo:comment:added"),
      ({"x-event-key": "repo:comment:added"}, {"eventKey": "repo:comment:added"}, "bitbucket-server",
       "repo:comment:added"),
-     ({"x-event-key": "pr:comment:added"}, {}, "bitbucket-server", "pr:comment:added"),
+     ({"x-event-key": "pr:comment:edited"}, {}, "bitbucket-server", "pr:comment:edited"),
      ({"x-event-key": "mirror:repo_synchronized"}, {}, "bitbucket-server", "mirror:repo_synchronized"),
      ({"x-event-key": "repo:fork"}, {}, "bitbucket-cloud", "repo:fork"),
      ({"x-event-key": "issue:created"}, {}, "bitbucket-cloud", "issue:created"),
@@ -474,7 +476,9 @@ def test_cloud_or_server(headers: dict[str, str], body: Any, provider: str, even
 
 
 def test_ping_without_request_id() -> None:
-    decision = bitbucket.parse({"x-event-key": "diagnostics:ping"}, {"test": True}, ParseOptions())
+    decision = bitbucket.parse(
+        {"x-event-key": "diagnostics:ping"}, {"test": True}, ParseOptions(clone_hosts=ANY_HOST)
+    )
     assert (decision.action, decision.provider, decision.reason) == (
         Action.ping, "bitbucket-server", "Bitbucket Server connection test")  # fmt: skip
 

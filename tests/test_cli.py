@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import httpx
 import pytest
 
 from podci.embedded import free_port
-from testkit.gitrepo import Repo
+from testkit.gitrepo import GitServer, Repo
 from tests.helpers import processes_mentioning, wait_until
 
 
@@ -85,11 +86,14 @@ def test_bad_setting_is_named(state: Path) -> None:
     assert "`worker_concurrency`" in proc.stderr
 
 
-def test_up_runs_the_whole_stack_until_stopped(tmp_path: Path) -> None:
+def test_up_runs_the_whole_stack_until_stopped(git_server: GitServer, tmp_path: Path) -> None:
     repo = Repo(tmp_path / "repo")
     port, flower_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PODCI_")}
     env.update(PODCI_STATE_DIR=str(tmp_path / "state"))
+    # The Jenkins token and a page token are given; the Bitbucket secrets are made up and printed.
+    env.update(PODCI_JENKINS_TOKEN="jenkins-token-for-up", PODCI_UI_TOKENS="page-token-for-up")
+    env.update(PODCI_CLONE_HOSTS=git_server.host)
     up = subprocess.Popen([sys.executable, "-m", "podci", "up", "--port", str(port), "--flower-port",
                            str(flower_port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           start_new_session=True)  # fmt: skip
@@ -98,14 +102,27 @@ def test_up_runs_the_whole_stack_until_stopped(tmp_path: Path) -> None:
         wait_until(
             lambda: _answers(base + "/healthz") and _answers(f"http://127.0.0.1:{flower_port}/healthcheck")
         )
-        body = {"job": "up", "build_number": 1, "clone_url": str(repo.path), "source_branch": "main"}
-        assert httpx.post(base + "/hooks/jenkins", json=body).status_code == 202
+        body = {
+            "job": "up",
+            "build_number": 1,
+            "clone_url": git_server.add(repo, "up"),
+            "source_branch": "main",
+        }
+        assert httpx.post(base + "/hooks/jenkins", json=body).status_code == 401
+        token = {"X-Podci-Token": "jenkins-token-for-up"}
+        assert httpx.post(base + "/hooks/jenkins", json=body, headers=token).status_code == 202
         record = wait_until(lambda: _finished(base + "/builds/up-1"), timeout=60)
         assert record["state"] == "succeeded"
     finally:
         up.send_signal(signal.SIGTERM)
         output = up.communicate(timeout=60)[0].decode()
     assert "stopping" in output
+    for product in ("bitbucket-cloud", "bitbucket-server"):
+        assert re.search(
+            rf"^{product} webhook: {base}/hooks/bitbucket +secret: [0-9a-f]{{32}}$", output, re.M
+        )
+    assert f"jenkins: {base}/hooks/jenkins   X-Podci-Token: (your PODCI_JENKINS_TOKEN)" in output
+    assert "jenkins-token-for-up" not in output and "page-token-for-up" not in output
     assert processes_mentioning(str(tmp_path / "state")) == []  # Redis, worker, receiver, Flower all gone
 
 
@@ -117,5 +134,21 @@ def _answers(url: str) -> bool:
 
 
 def _finished(url: str) -> dict | None:  # type: ignore[type-arg]
-    record = httpx.get(url, headers={"Accept": "application/json"}).json()
+    login = {"Authorization": "Bearer page-token-for-up"}
+    record = httpx.get(url, headers={"Accept": "application/json", **login}).json()
     return record if record.get("finished") else None
+
+
+def test_podci_processes_are_not_dumpable(state: Path) -> None:
+    """A local build runs as the worker's user: it must not read the worker's /proc/<pid>/environ."""
+    code = (
+        "import ctypes, sys\n"
+        "from click.testing import CliRunner\n"
+        "from podci.cli import cli\n"
+        "CliRunner().invoke(cli, ['event', '--help'])\n"
+        "sys.exit(ctypes.CDLL(None).prctl(3, 0, 0, 0, 0))\n"  # PR_GET_DUMPABLE: 0 once podci ran
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert proc.returncode == 0, proc.stderr

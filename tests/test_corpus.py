@@ -26,7 +26,9 @@ SIGNED = [case for case in CASES if case.auth is not None]
 UNSIGNED = [case for case in CASES if case.auth is None]
 SECRET_SETTINGS = ("bitbucket_cloud_secret", "bitbucket_server_secret", "jenkins_secret", "jenkins_token")
 COMMON_KEYS = {"action", "reason", "provider", "event", "delivery_id", "repo", "pull_request"}
-BUILD_KEYS = COMMON_KEYS | {"job", "number", "fork", "triggered_by", "source", "target", "callback_url"}
+BUILD_KEYS = COMMON_KEYS | {"job", "number", "fork", "triggered_by", "author", "trusted", "source", "target",
+                            "callback_url"}  # fmt: skip
+APPROVE_KEYS = COMMON_KEYS | {"actor"}
 OPTIONAL_KEYS = {"options", "auth"}
 
 
@@ -59,6 +61,7 @@ def test_the_decision_is_the_expected_one(case: Case) -> None:
         expected["delivery_id"],
     )
     assert (decision.repo, decision.pull_request) == (expected["repo"], expected["pull_request"])
+    assert decision.actor == expected.get("actor")
     request = decision.request
     if expected["action"] != "build":
         assert request is None
@@ -71,6 +74,8 @@ def test_the_decision_is_the_expected_one(case: Case) -> None:
         "pull_request": request.pull_request,
         "fork": request.fork,
         "triggered_by": request.triggered_by,
+        "author": request.author,
+        "trusted": request.trusted,
         "source": revision(request.source),
         "target": revision(request.target),
         "callback_url": request.callback_url,
@@ -124,7 +129,9 @@ def test_an_unsigned_case_is_refused_once_a_secret_is_set(case: Case) -> None:
     if case.sender == "jenkins":
         configured = settings_with(jenkins_token="corpus-jenkins-token-Rw3k")
     else:
-        configured = settings_with(bitbucket_cloud_secret="a", bitbucket_server_secret="b")
+        configured = settings_with(
+            bitbucket_cloud_secret="corpus-other-cloud-key", bitbucket_server_secret="corpus-other-server-key"
+        )
     with pytest.raises(SignatureError):
         check(case, configured)
 
@@ -146,8 +153,8 @@ def test_every_expectation_is_complete(case: Case) -> None:
         assert set(expected) - OPTIONAL_KEYS == {"action", "error", "provider"}
         assert expected["error"]
         return
-    assert expected["action"] in ("build", "cancel", "ignored", "ping")
-    wanted = BUILD_KEYS if expected["action"] == "build" else COMMON_KEYS
+    assert expected["action"] in ("build", "cancel", "ignored", "ping", "approve")
+    wanted = {"build": BUILD_KEYS, "approve": APPROVE_KEYS}.get(expected["action"], COMMON_KEYS)
     assert set(expected) - OPTIONAL_KEYS == wanted
     assert expected["reason"]
 
@@ -172,6 +179,9 @@ def test_the_corpus_covers_every_event_podci_reads_or_ignores() -> None:
     for sender in SENDERS:
         assert actions[(sender, "build")] and actions[(sender, "ignored")] and actions[(sender, "error")]
     assert actions[("bitbucket-cloud", "cancel")] and actions[("bitbucket-server", "cancel")]
+    assert actions[("bitbucket-cloud", "approve")] and actions[("bitbucket-server", "approve")]
+    assert any(case.expected.get("trusted") is False for case in CASES if case.sender == "bitbucket-cloud")
+    assert any(case.expected.get("trusted") is False for case in CASES if case.sender == "bitbucket-server")
     assert actions[("bitbucket-server", "ping")]
     assert any(case.expected.get("fork") for case in CASES if case.sender == "bitbucket-cloud")
     assert any(case.expected.get("fork") for case in CASES if case.sender == "bitbucket-server")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import fnmatch
 import functools
+import ipaddress
 import json
 import os
 import re
@@ -339,7 +340,7 @@ def secret_template_keys(name: str) -> set[str]:
 
 def test_secrets_are_templates_that_the_manifests_use_but_never_apply(base: list[Obj]) -> None:
     templates = secret_templates()
-    assert set(templates) == {"podci-secrets", "podci-flower-auth"}
+    assert set(templates) == {"podci-secrets", "podci-flower-auth", "podci-oauth2-proxy"}
     assert not find(base, "Secret"), "kubectl apply -k must never overwrite the operator's secrets"
     allowed = settings_env_names() | click_env_names() | {"REDIS_PASSWORD"}
     for name, secret in templates.items():
@@ -374,13 +375,13 @@ def test_only_the_api_is_reachable_from_outside(base: list[Obj]) -> None:
     for namespace in {"podci", "podci-builds"}:
         assert any(
             p["metadata"]["namespace"] == namespace and p["spec"]["podSelector"] == {}
-            and p["spec"]["ingress"] == [{"from": [{"podSelector": {}}]}]
+            and p["spec"].get("ingress") == [{"from": [{"podSelector": {}}]}]
             for p in policies
         ), f"namespace {namespace} needs a default same-namespace-only policy"  # fmt: skip
-    outside = {"ingress-nginx", "keda"}
+    outside = {"ingress-nginx", "keda", "monitoring"}
     for policy in policies:
         selector = policy["spec"]["podSelector"].get("matchLabels", {})
-        for rule in policy["spec"]["ingress"]:
+        for rule in policy["spec"].get("ingress", []):
             if "from" not in rule:  # from anywhere: only for the api
                 assert selector == api["spec"]["selector"]["matchLabels"], policy["metadata"]["name"]
                 continue
@@ -403,7 +404,7 @@ def test_the_ingress_paths_are_routes_of_the_api(base: list[Obj], redis_url: str
         for entry in rule["http"]["paths"]:
             assert entry["backend"]["service"]["name"] == api_service["metadata"]["name"]
             paths[entry["path"]] = entry["pathType"]
-    assert set(paths) == {"/hooks", "/builds", "/healthz", "/metrics"}
+    assert set(paths) == {"/hooks", "/healthz", "/metrics"}  # the pages: the login's Ingress
     for path, kind in paths.items():
         served = (
             path in routes if kind == "Exact" else any(r == path or r.startswith(path + "/") for r in routes)
@@ -413,6 +414,59 @@ def test_the_ingress_paths_are_routes_of_the_api(base: list[Obj], redis_url: str
     assert public_url == f"https://{ingress['spec']['rules'][0]['host']}", (
         "build links must point at the Ingress"
     )
+
+
+def test_the_pages_are_behind_the_login_and_only_the_ingress_reaches_the_api(base: list[Obj]) -> None:
+    pages = one(base, "Ingress", "podci-pages")
+    annotations = pages["metadata"]["annotations"]
+    proxy = one(base, "Service", "podci-oauth2-proxy")
+    assert annotations["nginx.ingress.kubernetes.io/auth-url"].startswith(
+        f"http://{proxy['metadata']['name']}.{proxy['metadata']['namespace']}.svc"
+    )
+    config = Settings(
+        **{
+            k.removeprefix("PODCI_").lower(): v
+            for k, v in one(base, "ConfigMap", "podci-config")["data"].items()
+        }
+    )
+    assert config.trusted_proxy_header in annotations["nginx.ingress.kubernetes.io/auth-response-headers"]
+    assert config.trusted_proxy_networks
+    paths = [p["path"] for rule in pages["spec"]["rules"] for p in rule["http"]["paths"]]
+    assert paths == ["/builds"]
+    api = role_of(base, "serve")
+    selector = api["spec"]["selector"]["matchLabels"]
+    [to_api] = [
+        p for p in find(base, "NetworkPolicy") if p["spec"]["podSelector"].get("matchLabels") == selector
+    ]
+    peers = [peer for rule in to_api["spec"]["ingress"] for peer in rule["from"]]
+    assert {p["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] for p in peers} == {
+        "ingress-nginx", "monitoring"}  # fmt: skip
+
+
+def test_build_pods_meet_restricted_and_reach_only_dns_and_the_allowlist(base: list[Obj]) -> None:
+    config = one(base, "ConfigMap", "podci-config")["data"]
+    builds = one(base, "Namespace", config["PODCI_KUBE_NAMESPACE"])["metadata"]["labels"]
+    assert builds["pod-security.kubernetes.io/enforce"] == config["PODCI_POD_SECURITY"] == "restricted"
+    namespace = config["PODCI_KUBE_NAMESPACE"]
+    policies = [p for p in find(base, "NetworkPolicy") if p["metadata"]["namespace"] == namespace]
+    egress = [p for p in policies if "Egress" in p["spec"]["policyTypes"]]
+    assert egress and all(p["spec"]["podSelector"] == {} for p in egress)  # every build pod: default deny
+    forbidden = [
+        ipaddress.ip_address(a) for a in ("169.254.169.254", "10.96.0.1", "172.20.3.4", "192.168.1.9")
+    ]
+    for policy in egress:
+        for rule in policy["spec"]["egress"]:
+            for peer in rule["to"]:
+                if "ipBlock" not in peer:
+                    assert peer["podSelector"]["matchLabels"] == {"k8s-app": "kube-dns"}
+                    assert {p["port"] for p in rule["ports"]} == {53}
+                    continue
+                block = peer["ipBlock"]
+                network = ipaddress.ip_network(block["cidr"])
+                excepted = [ipaddress.ip_network(e) for e in block.get("except", [])]
+                for address in forbidden:
+                    if address.version == network.version and address in network:
+                        assert any(address in e for e in excepted), (policy["metadata"]["name"], address)
 
 
 def test_the_overlay_in_the_operations_guide_renders(kubectl: str, tmp_path: Path) -> None:
@@ -703,6 +757,9 @@ def services(
     wait_until(lambda: app.control.ping(timeout=1), timeout=60)
     api, flower = free_port(), free_port()
     procs = []
+    # `podci serve` starts only with a secret for every receiver (compose and deploy/ pass them)
+    names = ("BITBUCKET_CLOUD_SECRET", "BITBUCKET_SERVER_SECRET", "JENKINS_TOKEN")
+    secrets = {f"PODCI_{name}": f"{name.lower()}-for-health-checks" for name in names}
     with open(tmp_path / "services.log", "ab") as log:
         for argv in (
             ["serve", "--host", "127.0.0.1", "--port", str(api)],
@@ -710,7 +767,8 @@ def services(
         ):
             procs.append(subprocess.Popen(
                 [sys.executable, "-m", "podci", *argv],
-                env=worker_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                env={**worker_env, **secrets}, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
             ))  # fmt: skip
     try:
         wait_until(lambda: _answers(f"http://127.0.0.1:{api}/healthz"), timeout=30)

@@ -25,7 +25,7 @@ from schemas.event import Decision
 from schemas.record import BuildRecord
 from schemas.settings import Settings
 from store import keys
-from testkit.corpus import SHARED_FIXTURES, Case, load
+from testkit.corpus import DEFAULT_OPTIONS, SHARED_FIXTURES, Case, load
 from testkit.servers import Server
 from tests.test_bitbucket_corpus import BASE, ROWS, headers_for
 from tests.test_webhooks import other_db
@@ -33,13 +33,24 @@ from tests.test_webhooks import other_db
 
 @pytest.fixture(scope="module")
 def receiver(settings: Settings) -> Iterator[tuple[str, Redis, Settings]]:
-    configured = other_db(settings, 5, branch_builds="*", bitbucket_server_url=BASE)
+    # Open receivers: this compares parsing, not authentication.
+    configured = other_db(
+        settings, 5, **SHARED, insecure_unsigned_hooks="bitbucket-cloud,bitbucket-server,jenkins"
+    )
     redis = Redis.from_url(configured.require_redis_url())
     with Server(create_app(configured, make_app(configured), redis)) as server:
         yield server.url, redis, configured
     redis.flushdb()
 
 
+# What the receiver and `podci event` are both configured with.
+SHARED = {
+    "branch_builds": "*",
+    "bitbucket_server_url": BASE,
+    "clone_hosts": "*",
+    "jenkins_urls": ",".join(DEFAULT_OPTIONS["jenkins_urls"]),
+    "trusted_authors": ",".join(DEFAULT_OPTIONS["trusted_authors"]),
+}
 CASES = load()
 SHARED_ONLY = pytest.mark.skipif(
     not SHARED_FIXTURES.is_dir(), reason=f"extra: no shared webhook corpus at {SHARED_FIXTURES}"
@@ -51,7 +62,7 @@ def podci_event(
 ) -> tuple[int, str]:
     header_file = tmp_path / "headers.json"
     header_file.write_text(json.dumps(headers))
-    env = {"PODCI_BRANCH_BUILDS": settings.branch_builds, "PODCI_BITBUCKET_SERVER_URL": BASE}
+    env = {f"PODCI_{name.upper()}": value for name, value in SHARED.items()}
     args = ["event", str(body), "--headers", str(header_file), "--source", source]
     result = CliRunner().invoke(cli, args, env=env)
     return result.exit_code, result.output

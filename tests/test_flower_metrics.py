@@ -24,6 +24,13 @@ from tests.test_builds import request
 
 pytestmark = pytest.mark.usefixtures("worker")
 
+METRICS_TOKEN = "metrics-token-for-tests"
+METRICS_LOGIN = {"Authorization": f"Bearer {METRICS_TOKEN}"}
+
+
+def with_metrics_token(settings: Settings) -> Settings:
+    return Settings(**{**settings.model_dump(), "metrics_token": METRICS_TOKEN})
+
 
 @pytest.fixture(scope="module")
 def flower(worker_env: dict[str, str], state_dir: Path) -> Iterator[str]:
@@ -70,7 +77,7 @@ def test_flower_lists_the_tasks_of_a_finished_build_and_the_worker(
 
 def scrape(url: str) -> dict[str, float]:
     samples = {}
-    for line in httpx.get(url + "/metrics").text.splitlines():
+    for line in httpx.get(url + "/metrics", headers=METRICS_LOGIN).text.splitlines():
         if line and not line.startswith("#"):
             name, value = line.rsplit(" ", 1)
             samples[name] = float(value)
@@ -81,7 +88,7 @@ def test_metrics_count_the_builds_this_test_ran(app, store: BuildStore, settings
     example = Repo(tmp_path / "metrics")
     example.branch("broken", {"tests/test_no.py": "import unittest\n\nclass T(unittest.TestCase):\n"
                                         "    def test_no(self):\n        self.fail('no')\n"})  # fmt: skip
-    with Server(create_app(settings, app)) as server:
+    with Server(create_app(with_metrics_token(settings), app)) as server:
         before = scrape(server.url)
         runs = [
             submit(app, store, settings, request(example.path, ref, target=None))
@@ -103,8 +110,9 @@ def _moved(before: dict[str, float], after: dict[str, float]) -> dict[str, float
 
 
 def test_metrics_text_is_prometheus_exposition(settings: Settings, app) -> None:
-    with Server(create_app(settings, app)) as server:
-        reply = httpx.get(server.url + "/metrics")
+    with Server(create_app(with_metrics_token(settings), app)) as server:
+        assert httpx.get(server.url + "/metrics").status_code == 401
+        reply = httpx.get(server.url + "/metrics", headers=METRICS_LOGIN)
     assert reply.headers["content-type"].startswith("text/plain")
     assert re.search(r"^# TYPE podci_builds(_total)? counter$", reply.text, re.M)
     assert re.search(r"^# TYPE podci_step_duration_seconds histogram$", reply.text, re.M)

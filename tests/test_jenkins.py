@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from events.options import ParseOptions
 from schemas.event import Action
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
+OPTIONS = ParseOptions(clone_hosts=("bitbucket.org",), jenkins_urls=("https://jenkins.example.com/",))
 
 
 def note(phase: str, **build: Any) -> dict[str, Any]:
@@ -29,7 +31,7 @@ def note(phase: str, **build: Any) -> dict[str, Any]:
      ("started", "STARTED", Action.build)],
 )  # fmt: skip
 def test_notification_phase_decides(phase: str, trigger: str, action: Action) -> None:
-    decision = parse({}, note(phase), ParseOptions(jenkins_phase=trigger))
+    decision = parse({}, note(phase), replace(OPTIONS, jenkins_phase=trigger))
     assert decision.action is action
     if action is Action.ignored:
         assert (
@@ -39,7 +41,7 @@ def test_notification_phase_decides(phase: str, trigger: str, action: Action) ->
 
 
 def test_notification_becomes_job_name_and_build_number() -> None:
-    decision = parse({"x-request-id": "r1"}, note("STARTED", status="SUCCESS"), ParseOptions())
+    decision = parse({"x-request-id": "r1"}, note("STARTED", status="SUCCESS"), OPTIONS)
     request = decision.request
     assert request is not None
     assert (request.job, request.number, request.repo) == ("webapp-ci", 42, "team/webapp")
@@ -54,7 +56,7 @@ TRIGGER = {"job": "webapp-ci", "build_number": 5, "clone_url": "git@bitbucket.or
 
 
 def test_generic_trigger_carries_its_callback() -> None:
-    request = parse({}, TRIGGER, ParseOptions()).request
+    request = parse({}, TRIGGER, OPTIONS).request
     assert request is not None
     assert (request.job, request.number, request.repo, request.pull_request) == (
         "webapp-ci",
@@ -80,7 +82,7 @@ def test_generic_trigger_carries_its_callback() -> None:
 )  # fmt: skip
 def test_bad_bodies_name_the_field(body: Any, words: str) -> None:
     with pytest.raises(PayloadError) as err:
-        parse({}, body, ParseOptions())
+        parse({}, body, OPTIONS)
     assert words in str(err.value)
 
 

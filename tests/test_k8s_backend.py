@@ -315,6 +315,24 @@ def test_a_worker_dying_mid_exec_does_not_keep_the_tests_from_starting(
     assert len(execs) == 2
 
 
+def test_an_exec_into_a_pod_that_is_gone_is_a_lost_pod(kube: Kube) -> None:
+    # The cache may still hold a pod deleted while no worker watched: starting the tests in it is a loss
+    # to relaunch after, not a refusal that ends the build; the JUnit report that went with it is missing.
+    from workers.backends.kubernetes import backend as backend_module
+    from workers.backends.kubernetes.api import KubeApi
+    from workers.backends.kubernetes.watch import PodCache
+    from workers.errors import PodLost
+
+    settings = kube.settings.model_copy(update={"kube_namespace": NAMESPACE})
+    backend = backend_module.KubernetesBackend(
+        settings, KubeApi(settings, _client(kube.url)), PodCache(kube.store.redis)
+    )
+    ctx = context(name="k8s-never-created-1")
+    with pytest.raises(PodLost, match="k8s-never-created-1"):
+        backend.start_tests(ctx)
+    assert backend.workspace_file(ctx, "junit.xml") is None
+
+
 def test_gc_removes_leaked_objects_and_leaves_unlabelled_ones(kube: Kube) -> None:
     from workers.backends.kubernetes.api import KubeApi
     from workers.backends.kubernetes.gc import collect

@@ -310,6 +310,19 @@ PODCI_ENV = env(
     PODCI_PORT_DB_9187="9187",
 )
 
+# What podci adds for the `restricted` Pod Security Standard and the default resources (settings).
+PODCI_CONTAINER_SECURITY = {
+    "runAsNonRoot": True,
+    "runAsUser": 65532,
+    "runAsGroup": 65532,
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+FILLED_IN_SECURITY = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+POD_SECURITY = {"seccompProfile": {"type": "RuntimeDefault"}, "fsGroup": 65532, "runAsNonRoot": True}
+RESOURCES = {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"cpu": "2", "memory": "2Gi"}}
+
 EXPECTED_POD: dict[str, Any] = {
     "apiVersion": "v1",
     "kind": "Pod",
@@ -323,6 +336,8 @@ EXPECTED_POD: dict[str, Any] = {
                 "env": env(PODCI_WORKSPACE="/workspace", MERGE_COMMIT="c" * 40, CODE_WAIT="300"),
                 "volumeMounts": [WS],
                 "terminationMessagePolicy": "FallbackToLogsOnError",
+                "resources": RESOURCES,
+                "securityContext": PODCI_CONTAINER_SECURITY,
             }
         ],
         "containers": [
@@ -336,6 +351,8 @@ EXPECTED_POD: dict[str, Any] = {
                 ],
                 "volumeMounts": [{"name": "cache", "mountPath": "/cache"}, WS],
                 "workingDir": "/workspace",
+                "securityContext": FILLED_IN_SECURITY,
+                "resources": RESOURCES,
             },
             {
                 "name": "db",
@@ -345,6 +362,8 @@ EXPECTED_POD: dict[str, Any] = {
                 "env": PODCI_ENV,
                 "volumeMounts": [WS],
                 "workingDir": "/workspace",
+                "securityContext": FILLED_IN_SECURITY,
+                "resources": RESOURCES,
             },
             {
                 "name": AGENT_CONTAINER,
@@ -352,6 +371,7 @@ EXPECTED_POD: dict[str, Any] = {
                 "command": ["sh", "-c", AGENT_SCRIPT, AGENT_CONTAINER, "/workspace"],
                 "volumeMounts": [WS],
                 "resources": AGENT_RESOURCES,
+                "securityContext": PODCI_CONTAINER_SECURITY,
                 "readinessProbe": {
                     "exec": {"command": ["test", "-f", "/workspace/.podci/ready"]},
                     "periodSeconds": 2,
@@ -370,6 +390,7 @@ EXPECTED_POD: dict[str, Any] = {
         "enableServiceLinks": False,
         "nodeSelector": {"disk": "ssd", "pool": "spot"},
         "tolerations": [{"key": "spot", "operator": "Exists", "effect": "NoSchedule"}],
+        "securityContext": POD_SECURITY,
     },
 }
 
@@ -426,6 +447,8 @@ def test_make_pod_whole_object_for_the_example_relaunched_on_demand() -> None:
                     "env": env(PODCI_WORKSPACE="/workspace", MERGE_COMMIT="c" * 40, CODE_WAIT="60"),
                     "volumeMounts": [ws],
                     "terminationMessagePolicy": "FallbackToLogsOnError",
+                    "resources": RESOURCES,
+                    "securityContext": PODCI_CONTAINER_SECURITY,
                 }
             ],
             "containers": [
@@ -439,6 +462,8 @@ def test_make_pod_whole_object_for_the_example_relaunched_on_demand() -> None:
                     ],
                     "volumeMounts": [ws],
                     "workingDir": "/workspace",
+                    "securityContext": FILLED_IN_SECURITY,
+                    "resources": RESOURCES,
                 },
                 {
                     "name": "counter",
@@ -450,6 +475,8 @@ def test_make_pod_whole_object_for_the_example_relaunched_on_demand() -> None:
                     "env": podci_env,
                     "volumeMounts": [ws],
                     "workingDir": "/workspace",
+                    "securityContext": FILLED_IN_SECURITY,
+                    "resources": RESOURCES,
                 },
                 {
                     "name": AGENT_CONTAINER,
@@ -457,6 +484,7 @@ def test_make_pod_whole_object_for_the_example_relaunched_on_demand() -> None:
                     "command": ["sh", "-c", AGENT_SCRIPT, AGENT_CONTAINER, "/workspace"],
                     "volumeMounts": [ws],
                     "resources": AGENT_RESOURCES,
+                    "securityContext": PODCI_CONTAINER_SECURITY,
                     "env": podci_env,
                 },
             ],
@@ -467,6 +495,8 @@ def test_make_pod_whole_object_for_the_example_relaunched_on_demand() -> None:
             "enableServiceLinks": False,
             "nodeSelector": {"pool": "on-demand"},  # replaced; tolerations kept: no on-demand ones set
             "tolerations": [{"key": "spot", "operator": "Exists", "effect": "NoSchedule"}],
+            # the example names its user; podci adds the rest of `restricted` and the workspace's group
+            "securityContext": {"runAsUser": 1000, "runAsGroup": 1000, **POD_SECURITY},
         },
     }
     validate(pod)
@@ -683,7 +713,7 @@ def test_user_values_reach_the_pod_literally() -> None:
 SETTINGS_VARIANTS: dict[str, dict[str, Any] | None] = {  # built inside the test, after the env is cleared
     "dynamic": {},
     "nfs": {"kube_static_volumes": "nfs", "kube_nfs_server": "10.0.0.5"},
-    "hostpath": {"kube_static_volumes": "hostpath", "kube_allow_host_path": True},
+    "hostpath": {"kube_static_volumes": "hostpath"},
     "defaults": None,
 }
 
@@ -817,7 +847,10 @@ def test_policy_refuses_with_a_sentence_naming_the_culprit(template: dict[str, A
     message = str(caught.value)
     assert expected in message
     assert message.startswith("the pod template `.podci/pod.yaml` asks for what podci does not allow: ")
-    assert message.endswith("Remove these fields from the template and push again.")
+    assert message.endswith(
+        "Remove these fields from the template and push again (the build's pods meet the Pod Security "
+        "Standard `restricted`)."
+    )
     assert template == before
 
 
@@ -844,14 +877,50 @@ def test_policy_lists_every_problem_at_once() -> None:
         "volumes": [{"name": "root", "hostPath": {"path": "/"}}],
     }
     assert policy_problems(context(template), cluster()) == [
-        "container `app` asks for `securityContext.privileged: true`",
         "the pod asks for `hostNetwork: true`",
-        "volume `root` is a hostPath volume, which this cluster does not allow",
+        "container `app` asks for `securityContext.privileged: true`",
+        "volume `root` is a hostPath volume, which builds may not use",
     ]
 
 
-def test_host_path_allowed_when_the_cluster_says_so() -> None:
+@pytest.mark.parametrize("level", ["restricted", "baseline"])
+def test_host_path_is_refused_at_every_level(level: str) -> None:
+    """The standard forbids it from `baseline` up; a PersistentVolume of podci's own may be a hostPath."""
     template = {**with_container(), "volumes": [{"name": "data", "hostPath": {"path": "/data"}}]}
-    check_policy(context(template), cluster(kube_allow_host_path=True))
-    with pytest.raises(PermanentError, match="volume `data`"):
-        check_policy(context(template), cluster())
+    with pytest.raises(PermanentError, match="volume `data` is a hostPath volume"):
+        check_policy(context(template), cluster(pod_security=level))
+
+
+@pytest.mark.parametrize("remote_only", [True, False])
+def test_a_webhook_build_s_checkout_fetches_over_the_network_only(remote_only: bool) -> None:
+    """When the pod clones (PODCI_KUBE_CODE_DELIVERY=clone), as the worker's own fetch: git in the pod
+    refuses paths, `file://` and `ext::`, and redirects."""
+    from dataclasses import replace
+
+    pod = make_pod(replace(context(), remote_only=remote_only), cluster(kube_code_delivery="clone"), 1)
+    env = {v["name"]: v["value"] for v in pod["spec"]["initContainers"][0]["env"]}
+    wanted = {
+        "GIT_ALLOW_PROTOCOL": "http:https:ssh",
+        "GIT_CONFIG_COUNT": "2",
+        "GIT_CONFIG_KEY_0": "protocol.file.allow",
+        "GIT_CONFIG_VALUE_0": "never",
+        "GIT_CONFIG_KEY_1": "http.followRedirects",
+        "GIT_CONFIG_VALUE_1": "false",
+    }
+    assert ({k: env.get(k) for k in wanted} == wanted) is remote_only
+    assert any(k in env for k in wanted) is remote_only
+
+
+def test_a_secret_and_a_priority_class_pass_when_the_settings_name_them() -> None:
+    template = {
+        **with_container(),
+        "priorityClassName": "ci-low",
+        "volumes": [{"name": "s", "secret": {"secretName": "npm-token"}}],
+    }
+    assert policy_problems(context(template), cluster()) != []
+    assert (
+        policy_problems(
+            context(template), cluster(kube_allowed_secrets="npm-token", kube_priority_classes="ci-low")
+        )
+        == []
+    )

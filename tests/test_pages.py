@@ -17,6 +17,7 @@ import pytest
 from fastapi import FastAPI
 from redis import Redis
 
+from schemas.public import Redactor
 from schemas.record import BuildRecord, BuildState, PodAttempt, utcnow
 from schemas.record import TestCaseFailure as CaseFailure  # aliased: pytest would collect `Test*`
 from schemas.record import TestResult as Outcome
@@ -26,14 +27,18 @@ from schemas.settings import Settings
 from store.builds import BuildStore
 from testkit.servers import Server
 from tests.test_webhooks import other_db
+from web.access import Access
 from web.pages import make_router
 from workers.pipeline import STEPS, Done, RanTests, Stop, apply, start
 
 FAILED_TEST = "tests.test_login.LoginTest.test_wrong_password"
 FAILED_MESSAGE = "AssertionError: expected <status>401</status> & got 200"
 REASON = "tests failed with exit code 1"
-HTML = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
-JSON = {"Accept": "application/json"}
+UI_TOKEN = "page-token-for-tests"
+LOGIN = {"Authorization": f"Bearer {UI_TOKEN}"}
+HTML = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8", **LOGIN}
+JSON = {"Accept": "application/json", **LOGIN}
+REDACTOR = Redactor(())
 
 
 @dataclass
@@ -140,7 +145,7 @@ def site(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     records = build_site(store, log_dir)
     api = FastAPI()
     server = Server(api)  # its port is chosen here, so the pages can link to it before it starts
-    api.include_router(make_router(store, server.url))
+    api.include_router(make_router(store, server.url, Access(tokens=(UI_TOKEN,)), REDACTOR))
     with server:
         yield Site(server.url, store, log_dir=log_dir, **records)
     redis.flushdb()
@@ -191,7 +196,7 @@ def test_an_unknown_state_filter_is_refused_with_the_valid_ones(site: Site) -> N
     reply = get(site.url + "/builds?state=<b>done</b>")
     assert reply.status_code == 400
     assert "&lt;b&gt;done&lt;/b&gt;" in reply.text and "<b>done" not in reply.text
-    assert "queued, running, succeeded, failed, error, stopped" in reply.text
+    assert "awaiting_approval, queued, running, succeeded, failed, error, stopped" in reply.text
 
 
 def test_list_as_json(site: Site) -> None:
@@ -199,13 +204,13 @@ def test_list_as_json(site: Site) -> None:
     assert reply.headers["content-type"] == "application/json"
     records = [BuildRecord.model_validate(item) for item in reply.json()]
     assert {r.id for r in records} == {site.failed.id, site.kept.id}
-    assert next(r for r in records if r.id == site.failed.id) == site.failed
+    assert next(r for r in records if r.id == site.failed.id) == REDACTOR.record(site.failed)
 
 
 def test_build_as_json(site: Site) -> None:
     reply = get(f"{site.url}/builds/{site.passed.id}", JSON)
     assert reply.status_code == 200
-    assert BuildRecord.model_validate(reply.json()) == site.passed
+    assert BuildRecord.model_validate(reply.json()) == REDACTOR.record(site.passed)
 
 
 def test_failed_build_page(site: Site) -> None:
@@ -298,7 +303,7 @@ def test_log_route_refuses_anything_not_registered(site: Site, name: str) -> Non
 
 def test_log_route_refuses_a_registered_path_given_as_the_name(site: Site) -> None:
     path = str(site.log_dir / "tests.log")
-    reply = httpx.get(f"{site.url}/builds/{site.failed.id}/logs/" + path.replace("/", "%2F"))
+    reply = httpx.get(f"{site.url}/builds/{site.failed.id}/logs/" + path.replace("/", "%2F"), headers=LOGIN)
     assert reply.status_code == 404
     assert "full test output" not in reply.text
 

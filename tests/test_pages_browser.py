@@ -15,14 +15,16 @@ import pytest
 from fastapi import FastAPI
 from redis import Redis
 
+from schemas.public import Redactor
 from schemas.record import BuildRecord
 from schemas.record import TestCaseFailure as CaseFailure  # aliased: pytest would collect `Test*`
 from schemas.settings import Settings
 from store.builds import BuildStore
 from testkit.servers import Server
 from tests.helpers import ROOT
-from tests.test_pages import FAILED_TEST, add_build, build_site, request_for
+from tests.test_pages import FAILED_TEST, UI_TOKEN, add_build, build_site, request_for
 from tests.test_webhooks import other_db
+from web.access import Access
 from web.pages import make_router
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -68,7 +70,7 @@ def site(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     assert failed is not None
     api = FastAPI()
     server = Server(api)  # its port is chosen here, so the pages can link to it before it starts
-    api.include_router(make_router(store, server.url))
+    api.include_router(make_router(store, server.url, Access(tokens=(UI_TOKEN,)), Redactor(())))
     with server:
         yield Site(server.url, failed)
     redis.flushdb()
@@ -84,6 +86,11 @@ def test_failed_build_in_a_browser(site: Site) -> None:
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 800})
             page.goto(site.url + "/builds")
+            # Not logged in: the login form, then back to the list.
+            expect(page.get_by_role("heading", name="Log in")).to_be_visible()
+            page.get_by_label("token").fill(UI_TOKEN)
+            page.get_by_role("button", name="Log in").click()
+            page.wait_for_url(f"{site.url}/builds")
             expect(page.get_by_role("heading", name="Builds")).to_be_visible()
             assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
             page.get_by_role("link", name=site.failed.id, exact=True).click()

@@ -117,6 +117,21 @@ def test_state_per_product(state: BuildState, cloud: str, server: str, legacy: s
             status.state_for(state, "legacy")) == (cloud, server, legacy)  # fmt: skip
 
 
+@pytest.mark.parametrize(
+    ("state", "remembered"),
+    [
+        (S.awaiting_approval, "INPROGRESS (waiting for approval)"),
+        (S.queued, "INPROGRESS"),
+        (S.running, "INPROGRESS"),
+        (S.succeeded, "SUCCESSFUL"),
+    ],
+)
+def test_an_approved_build_says_something_new_though_both_are_inprogress(
+    state: BuildState, remembered: str
+) -> None:
+    assert status.said(state, "cloud") == remembered
+
+
 @pytest.mark.parametrize("api", ["cloud", "server", "legacy"])
 def test_every_state_maps_into_the_set_the_api_accepts(api: Api) -> None:
     assert {status.state_for(s, api) for s in BuildState} <= ALLOWED[api]

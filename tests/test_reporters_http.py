@@ -501,14 +501,25 @@ def test_make_reporters() -> None:
     ],
 )
 def test_jenkins_callback_applies(state: BuildState, callback_url: str | None, applies: bool) -> None:
-    assert JenkinsCallback().applies(make(state, callback_url=callback_url)) is applies
+    assert JenkinsCallback(Settings()).applies(make(state, callback_url=callback_url)) is applies
 
 
-def test_jenkins_callback_posts_the_record() -> None:
+def test_jenkins_callback_posts_the_record_as_shown() -> None:
     with Recorder() as jenkins:
         record = make(BuildState.failed, reason="tests failed", callback_url=f"{jenkins.url}/cb")
-        note = JenkinsCallback().report(record)
+        settings = Settings(jenkins_urls=jenkins.url + "/")
+        note = JenkinsCallback(settings).report(record)
     assert note == "jenkins-callback: posted failed (200)"
     [(path, _headers, body)] = jenkins.received
     assert path == "/cb"
-    assert json.loads(body)["state"] == "failed"
+    posted = json.loads(body)
+    assert posted["state"] == "failed" and posted["finished"] is not None
+    assert posted["request"]["callback_url"] is None  # the callback's own (secret) URL is not echoed
+
+
+def test_jenkins_callback_outside_the_jenkins_urls_is_not_posted() -> None:
+    with Recorder() as jenkins:
+        record = make(BuildState.failed, callback_url=f"{jenkins.url}/cb")
+        note = JenkinsCallback(Settings(jenkins_urls="https://jenkins.example.com/")).report(record)
+    assert "not posted" in note and "PODCI_JENKINS_URLS" in note
+    assert jenkins.received == []

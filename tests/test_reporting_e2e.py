@@ -22,13 +22,22 @@ from schemas.settings import Settings
 from store.builds import BuildStore
 from testkit.bitbucket import StandIn
 from testkit.corpus import OWN_FIXTURES
-from testkit.gitrepo import Repo
+from testkit.gitrepo import GitServer, Repo
 from testkit.servers import Recorder, Server
 from tests.conftest import FAST
 from tests.helpers import Worker, wait_for, wait_until
-from tests.test_webhooks import SLOW_TESTS, other_db, post, server_pr
+from tests.test_pages import UI_TOKEN
+from tests.test_webhooks import (
+    JENKINS_TOKEN,
+    SLOW_TESTS,
+    TRUSTED_AUTHORS,
+    WEBHOOK_SECRET,
+    other_db,
+    post,
+    server_pr,
+)
 
-CLOUD_TOKEN, SERVER_TOKEN = "cloud-token-e2e", "server-token-e2e"
+CLOUD_TOKEN, SERVER_TOKEN = "cloud-token-for-e2e", "server-token-for-e2e"
 
 
 @dataclass
@@ -39,18 +48,27 @@ class Stack:
     server: StandIn
     repo: Repo
     tmp: Path
+    url: str  # where the repository is served (a webhook names only URLs, never paths)
+    callback_port: int
 
 
 @pytest.fixture(scope="module")
 def stack(
-    settings: Settings, worker_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+    settings: Settings,
+    worker_env: dict[str, str],
+    git_server: GitServer,
+    callback_port: int,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Stack]:
     """Receiver, worker and stand-ins on a Redis database of their own."""
     tmp = tmp_path_factory.mktemp("reporting")
     cloud = StandIn("cloud", "/unset", f"Bearer {CLOUD_TOKEN}")
     server = StandIn("server", "/unset", f"Bearer {SERVER_TOKEN}")
     port = free_port()
-    configured = other_db(settings, 8, public_url=f"http://127.0.0.1:{port}", state_dir=tmp / "state")
+    configured = other_db(settings, 8, public_url=f"http://127.0.0.1:{port}", state_dir=tmp / "state",
+                          bitbucket_cloud_secret=WEBHOOK_SECRET, bitbucket_server_secret=WEBHOOK_SECRET,
+                          jenkins_token=JENKINS_TOKEN, ui_tokens=UI_TOKEN,
+                          trusted_authors=TRUSTED_AUTHORS)  # fmt: skip
     env = {
         **worker_env,
         **FAST,
@@ -69,7 +87,9 @@ def stack(
     worker.start()
     try:
         with Server(create_app(configured, make_app(configured), redis), port=port) as api:
-            yield Stack(api.url, BuildStore(redis), cloud, server, Repo(tmp / "team.git"), tmp)
+            repo = Repo(tmp / "team")
+            url = git_server.add(repo, "e2e-team")
+            yield Stack(api.url, BuildStore(redis), cloud, server, repo, tmp, url, callback_port)
     finally:
         worker.stop()
         cloud.close()
@@ -85,11 +105,11 @@ def reported(store: BuildStore, build_id: str, reporter: str, state: str) -> Bui
     return wait_until(done, timeout=60)
 
 
-def cloud_pr(repo: Repo, branch: str, sha: str) -> dict[str, Any]:
+def cloud_pr(stack: Stack, branch: str, sha: str) -> dict[str, Any]:
     body = json.loads((OWN_FIXTURES / "bitbucket-cloud/pullrequest-created.json").read_bytes())
     pr = body["pullrequest"]
-    for side, commit in (("source", sha), ("destination", repo.head("main"))):
-        pr[side]["repository"]["links"]["html"]["href"] = str(repo.path).removesuffix(".git")
+    for side, commit in (("source", sha), ("destination", stack.repo.head("main"))):
+        pr[side]["repository"]["links"]["html"]["href"] = stack.url.removesuffix(".git")
         pr[side]["commit"]["hash"] = commit
     pr["source"]["branch"]["name"], pr["destination"]["branch"]["name"] = branch, "main"
     return body
@@ -101,7 +121,8 @@ def check_posts(stand_in: StandIn, build: BuildRecord, api: str, final: str) -> 
     bodies = [seen.body for seen in stand_in.seen]
     assert all(body["url"] == f"{api}/builds/{build.id}" for body in bodies)
     assert len({body["key"] for body in bodies}) == 1
-    page = httpx.get(bodies[-1]["url"])
+    assert httpx.get(bodies[-1]["url"]).status_code == 401  # the status links to a page behind a login
+    page = httpx.get(bodies[-1]["url"], headers={"Authorization": f"Bearer {UI_TOKEN}"})
     assert page.status_code == 200 and build.id in page.text
 
 
@@ -109,12 +130,41 @@ def test_bitbucket_cloud_pull_request_posts_inprogress_then_success_once(stack: 
     sha = stack.repo.branch("cloud-topic", {"notes.txt": "cloud\n"})
     stack.cloud.path = f"/2.0/repositories/team/webapp/commit/{sha}/statuses/build"
     headers = {"X-Event-Key": "pullrequest:created", "X-Request-UUID": "e2e-cloud"}
-    reply = post(stack.api, cloud_pr(stack.repo, "cloud-topic", sha), headers)
+    reply = post(stack.api, cloud_pr(stack, "cloud-topic", sha), headers, secret=WEBHOOK_SECRET)
     assert reply.status_code == 202, reply.text
     build = reported(stack.store, reply.json()["build_id"], "bitbucket-cloud", "SUCCESSFUL")
     assert build.state is BuildState.succeeded
     check_posts(stack.cloud, build, stack.api, "SUCCESSFUL")
     assert len(stack.cloud.seen[0].body["key"]) <= 40
+
+
+def test_a_fork_s_pull_request_shows_waiting_for_approval_until_a_trusted_person_approves(
+    stack: Stack,
+) -> None:
+    stack.cloud.seen.clear()
+    sha = stack.repo.branch("fork-topic", {"notes.txt": "from a fork\n"})
+    stack.cloud.path = f"/2.0/repositories/team/webapp/commit/{sha}/statuses/build"
+    body = cloud_pr(stack, "fork-topic", sha)
+    body["pullrequest"]["source"]["repository"]["full_name"] = "chen-wei/webapp"  # a stranger's fork
+    body["pullrequest"]["author"] = {"account_id": "712020:1c4d8e2b-5f90", "display_name": "Chen Wei"}
+    opened = post(stack.api, body, {"X-Event-Key": "pullrequest:created", "X-Request-UUID": "e2e-fork"},
+                  secret=WEBHOOK_SECRET)  # fmt: skip
+    assert opened.status_code == 202, opened.text
+    build_id = opened.json()["build_id"]
+    waiting = reported(stack.store, build_id, "bitbucket-cloud", "INPROGRESS (waiting for approval)")
+    assert waiting.state is BuildState.awaiting_approval and waiting.step_record("checkout").started is None
+    first = stack.cloud.seen[0].body
+    assert first["state"] == "INPROGRESS" and first["description"].startswith("waiting for approval")
+
+    approval = json.loads((OWN_FIXTURES / "bitbucket-cloud/pullrequest-comment-ok-to-test.json").read_bytes())
+    approval["pullrequest"] = body["pullrequest"]
+    reply = post(stack.api, approval, {"X-Event-Key": "pullrequest:comment_created",
+                                       "X-Request-UUID": "e2e-approval"}, secret=WEBHOOK_SECRET)  # fmt: skip
+    assert reply.json()["action"] == "approve", reply.text
+    build = reported(stack.store, build_id, "bitbucket-cloud", "SUCCESSFUL")
+    assert build.approved_by == "712020:9b3e2f6a-07c8"
+    states = [seen.body["state"] for seen in stack.cloud.seen if seen.problems == []]
+    assert states == ["INPROGRESS", "INPROGRESS", "SUCCESSFUL"]
 
 
 def test_bitbucket_server_failed_build_posts_inprogress_then_failed_once(stack: Stack) -> None:
@@ -124,8 +174,9 @@ def test_bitbucket_server_failed_build_posts_inprogress_then_failed_once(stack: 
     )
     sha = stack.repo.branch("server-topic", {"tests/test_no.py": failing})
     stack.server.path = f"/rest/api/latest/projects/TEAM/repos/webapp/commits/{sha}/builds"
-    reply = post(stack.api, server_pr("pr:opened", 31, stack.repo, "server-topic", sha),
-                 {"X-Event-Key": "pr:opened", "X-Request-Id": "e2e-server"})  # fmt: skip
+    reply = post(stack.api, server_pr("pr:opened", 31, stack.repo, "server-topic", sha, stack.url),
+                 {"X-Event-Key": "pr:opened", "X-Request-Id": "e2e-server"},
+                 secret=WEBHOOK_SECRET)  # fmt: skip
     assert reply.status_code == 202, reply.text
     build = reported(stack.store, reply.json()["build_id"], "bitbucket-server", "FAILED")
     assert build.state is BuildState.failed
@@ -133,10 +184,10 @@ def test_bitbucket_server_failed_build_posts_inprogress_then_failed_once(stack: 
 
 
 def test_jenkins_callback_gets_the_final_record_once(stack: Stack) -> None:
-    with Recorder() as jenkins:
-        body = {"job": "e2e-jenkins", "build_number": 3, "clone_url": str(stack.repo.path),
+    with Recorder(port=stack.callback_port) as jenkins:
+        body = {"job": "e2e-jenkins", "build_number": 3, "clone_url": stack.url,
                 "source_branch": "main", "callback_url": jenkins.url + "/done"}  # fmt: skip
-        reply = post(stack.api, body, path="/hooks/jenkins")
+        reply = post(stack.api, body, {"X-Podci-Token": JENKINS_TOKEN}, path="/hooks/jenkins")
         assert reply.status_code == 202, reply.text
         reported(stack.store, "e2e-jenkins-3", "jenkins-callback", "succeeded")
         assert len(jenkins.received) == 1
@@ -148,7 +199,7 @@ def test_an_outage_during_the_final_report_is_retried_and_changes_nothing(stack:
     sha = stack.repo.branch("outage", {"tests/test_slow.py": SLOW_TESTS.replace("sleep(3)", "sleep(1)")})
     stack.cloud.path = f"/2.0/repositories/team/webapp/commit/{sha}/statuses/build"
     headers = {"X-Event-Key": "pullrequest:updated", "X-Request-UUID": "e2e-outage"}
-    reply = post(stack.api, cloud_pr(stack.repo, "outage", sha), headers)
+    reply = post(stack.api, cloud_pr(stack, "outage", sha), headers, secret=WEBHOOK_SECRET)
     build_id = reply.json()["build_id"]
     reported(stack.store, build_id, "bitbucket-cloud", "INPROGRESS")
     stack.cloud.status, stack.cloud.reply = 503, '{"error": "down for maintenance"}'

@@ -7,6 +7,11 @@ so scripts do not need a second API.
 
 Handlers are plain `def`s: the store's Redis calls are blocking, so FastAPI runs them in its thread
 pool instead of on the event loop that also receives webhooks.
+
+Every page needs a reader (`web.access`): anonymous requests get 401, and a login form for people,
+unless the build's repository is public. What a page or its JSON shows is the record as
+`schemas.public.Redactor` leaves it (no secret, callback URL or path of the worker), and logs are
+served masked.
 """
 
 from __future__ import annotations
@@ -15,19 +20,23 @@ import shlex
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote
 
 from fastapi import APIRouter, Request
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
+from schemas.public import Redactor
 from schemas.record import BuildRecord, BuildState, utcnow
 from store.builds import BuildStore
+from web.access import COOKIE, Access
 from web.timeline import format_seconds, timeline_svg
 
 TEMPLATES = Path(__file__).parent / "templates"
 RECENT = 200
+LOG_SHOWN_MAX = 8 * 1024 * 1024  # a longer log is shown from its end
+LOGIN_REQUIRED = "Log in to see the builds: a token from PODCI_UI_TOKENS, or your company's login."
 
 
 def wants_json(request: Request) -> bool:
@@ -84,9 +93,31 @@ def test_log_name(record: BuildRecord) -> str | None:
     return "tests" if "tests" in record.logs else None
 
 
-def make_router(store: BuildStore, public_url: str) -> APIRouter:
-    """Routes under `/builds`; links in the pages start with `public_url` (the address people use)."""
+def local_next(value: str) -> str:
+    """Where to go after logging in: a path on this site only (`//evil.example` is another site)."""
+    return value if value.startswith("/") and not value.startswith(("//", "/\\")) else "/builds"
+
+
+def read_log(path: Path, redactor: Redactor) -> str:
+    """A log file as shown: masked, and only its last LOG_SHOWN_MAX bytes when it is longer."""
+    with open(path, "rb") as handle:
+        size = handle.seek(0, 2)
+        handle.seek(max(0, size - LOG_SHOWN_MAX))
+        text = handle.read().decode(errors="replace")
+    if size > LOG_SHOWN_MAX:
+        text = f"[the first {size - LOG_SHOWN_MAX} bytes of this log are not shown]\n" + text
+    return redactor.text(text)
+
+
+def make_router(
+    store: BuildStore, public_url: str, access: Access | None = None, redactor: Redactor | None = None
+) -> APIRouter:
+    """Routes under `/builds` and the login form; links in the pages start with `public_url` (the
+    address people use). Without `access` nobody may read a page (closed by default)."""
     base = public_url.rstrip("/")
+    access = access or Access()
+    redactor = redactor or Redactor(())
+    secure_cookie = base.startswith("https://")
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True, undefined=StrictUndefined)
     env.filters["seconds"] = lambda value: "" if value is None else format_seconds(value)
     env.filters["when"] = when
@@ -102,17 +133,58 @@ def make_router(store: BuildStore, public_url: str) -> APIRouter:
             return JSONResponse({"error": sentence}, status_code=404)
         return render("base.html", status=404, title="Not found", sentence=sentence)
 
+    def reader(request: Request) -> str | None:
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        client = request.client.host if request.client else None
+        return access.reader(headers, request.cookies, client)
+
+    def login_required(request: Request) -> Response:
+        challenge = {"WWW-Authenticate": 'Bearer realm="podci"'}
+        if wants_json(request):
+            return JSONResponse({"error": LOGIN_REQUIRED}, status_code=401, headers=challenge)
+        page = render("login.html", status=401, title="Log in", sentence=LOGIN_REQUIRED,
+                      next=local_next(request.url.path), failed=False)  # fmt: skip
+        page.headers.update(challenge)
+        return page
+
+    @router.get("/login", summary="the login form", response_model=None)
+    def login_form(request: Request, next: str = "/builds") -> Response:
+        return render("login.html", title="Log in", sentence=LOGIN_REQUIRED, next=local_next(next),
+                      failed=False)  # fmt: skip
+
+    @router.post("/login", summary="log in with a token; sets a cookie", response_model=None)
+    async def login(request: Request) -> Response:
+        form = parse_qs((await request.body()).decode(errors="replace"))
+        token, target = form.get("token", [""])[0], local_next(form.get("next", ["/builds"])[0])
+        if not access.token_ok(token):
+            return render("login.html", status=401, title="Log in", sentence=LOGIN_REQUIRED, next=target,
+                          failed=True)  # fmt: skip
+        done = RedirectResponse(base + target, status_code=303)
+        done.set_cookie(COOKIE, token, httponly=True, samesite="strict", secure=secure_cookie, path="/")
+        return done
+
+    @router.get("/logout", summary="forget the login cookie", response_model=None)
+    def logout() -> Response:
+        done = RedirectResponse(base + "/login", status_code=303)
+        done.delete_cookie(COOKIE, path="/")
+        return done
+
     @router.get("/builds", summary="recent builds, newest first", response_model=None)
     def builds(request: Request, repo: str = "", state: str = "") -> Response:
+        who = reader(request)
+        if who is None and not access.public:
+            return login_required(request)
         if state and state not in BuildState.__members__:
             sentence = f"{state!r} is not a build state; use one of: {', '.join(BuildState.__members__)}."
             if wants_json(request):
                 return JSONResponse({"error": sentence}, status_code=400)
             return render("base.html", status=400, title="Bad filter", sentence=sentence)
         records = [
-            r
+            redactor.record(r)
             for r in store.recent(RECENT)
-            if (not repo or r.request.repo == repo) and (not state or r.state.value == state)
+            if (not repo or r.request.repo == repo)
+            and (not state or r.state.value == state)
+            and access.may_read(who, r.request.repo)
         ]
         if wants_json(request):
             return JSONResponse([r.model_dump(mode="json") for r in records])
@@ -122,9 +194,14 @@ def make_router(store: BuildStore, public_url: str) -> APIRouter:
 
     @router.get("/builds/{build_id}", summary="one build", response_model=None)
     def build(request: Request, build_id: str) -> Response:
-        record = store.get(build_id)
-        if record is None:
+        who, found = reader(request), store.get(build_id)
+        # Anonymous requests learn nothing, not even whether the build exists.
+        if not access.may_read(who, found.request.repo if found else "") or (who is None and found is None):
+            return login_required(request)
+        if found is None:
             return not_found(request, f"There is no build named {build_id!r}; it may have expired.")
+        test_log = test_log_name(found)
+        record = redactor.record(found)
         if wants_json(request):
             return JSONResponse(record.model_dump(mode="json"))
         now = utcnow()
@@ -135,21 +212,26 @@ def make_router(store: BuildStore, public_url: str) -> APIRouter:
             seconds=duration(record, now),
             timeline=Markup(timeline_svg(record, width=1100, now=now)),  # noqa: S704 - built from escaped parts
             exec_command=exec_command(record),
-            test_log=test_log_name(record),
+            test_log=test_log,
             pod=record.pods[-1].pod if record.pods else "",
         )
 
     @router.get("/builds/{build_id}/logs/{name}", summary="one log file of a build", response_model=None)
     def log(request: Request, build_id: str, name: str) -> Response:
-        record = store.get(build_id)
+        who, record = reader(request), store.get(build_id)
+        if not access.may_read(who, record.request.repo if record else "") or (
+            who is None and record is None
+        ):
+            return login_required(request)
         if record is None:
             return not_found(request, f"There is no build named {build_id!r}; it may have expired.")
         # Only names the record lists are served, never a path taken from the URL.
         path = record.logs.get(name)
         if path is None or not Path(path).is_file():
             return not_found(request, f"Build {build_id!r} has no log named {name!r}.")
-        return FileResponse(
-            path, media_type="text/plain; charset=utf-8", headers={"X-Content-Type-Options": "nosniff"}
-        )
+        return PlainTextResponse(
+            read_log(Path(path), redactor), media_type="text/plain; charset=utf-8",
+            headers={"X-Content-Type-Options": "nosniff"},
+        )  # fmt: skip
 
     return router

@@ -2,6 +2,11 @@
 
 git runs with argument lists, never a shell: branch and repository names come from webhooks. Refs are
 already checked by `schemas.request`, and every user value goes after `--` or inside a refspec.
+
+A webhook build fetches over the network only: git itself refuses every transport but http(s) and
+ssh (`GIT_ALLOW_PROTOCOL`, `protocol.file.allow=never`: no path, no `file://`, no `ext::`) and does
+not follow redirects, so a URL that passed the receiver's host check cannot lead elsewhere. Only
+`podci run` fetches from a path. git's environment holds none of podci's settings (secrets).
 """
 
 from __future__ import annotations
@@ -14,11 +19,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from schemas.request import Revision
+from schemas.urls import GIT_ALLOW_PROTOCOL
 from workers.errors import PermanentError, TransientError
 from workers.logfiles import first_error_line
 
 GIT_TIMEOUT = 600
 _IDENTITY = ["-c", "user.name=podci", "-c", "user.email=podci@localhost", "-c", "commit.gpgsign=false"]
+_REMOTE_ONLY = ["-c", "protocol.file.allow=never", "-c", "http.followRedirects=false"]
 
 
 class GitError(PermanentError):
@@ -37,20 +44,26 @@ class MergeResult:
     conflicts: tuple[str, ...] = ()
 
 
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+def _env(remote_only: bool = False) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "PODCI_"))}
     env.update(GIT_TERMINAL_PROMPT="0", LC_ALL="C", GIT_CONFIG_NOSYSTEM="1")
+    if remote_only:
+        env["GIT_ALLOW_PROTOCOL"] = GIT_ALLOW_PROTOCOL
     return env
 
 
 def git(
-    repo: Path, *args: str, check: bool = True, env: dict[str, str] | None = None
+    repo: Path,
+    *args: str,
+    check: bool = True,
+    env: dict[str, str] | None = None,
+    remote_only: bool = False,
 ) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(
-        ["git", "-C", str(repo), *args],
+        ["git", "-C", str(repo), *(_REMOTE_ONLY if remote_only else []), *args],
         capture_output=True,
         text=True,
-        env={**_env(), **(env or {})},
+        env={**_env(remote_only), **(env or {})},
         timeout=GIT_TIMEOUT,
         check=False,
     )
@@ -59,15 +72,20 @@ def git(
     return proc
 
 
-def _fetch(repo: Path, side: str, rev: Revision) -> str:
+def _fetch(repo: Path, side: str, rev: Revision, remote_only: bool) -> str:
     local = f"refs/podci/{side}"
-    proc = git(repo, "fetch", "--quiet", "--no-tags", "--", rev.clone_url, f"+{rev.ref}:{local}", check=False)
+    argv = ("fetch", "--quiet", "--no-tags", "--", rev.clone_url, f"+{rev.ref}:{local}")
+    proc = git(repo, *argv, check=False, remote_only=remote_only)
     if proc.returncode != 0:
         err = proc.stderr.strip()
         if "couldn't find remote ref" in err or "invalid refspec" in err:
             raise GitError(f"the {side} branch `{rev.ref}` does not exist in {rev.clone_url}")
         if "does not appear to be a git repository" in err or "not found" in err.lower():
             raise GitError(f"{rev.clone_url} is not a git repository podci can read")
+        if "transport" in err and "not allowed" in err:
+            raise GitError(
+                f"{rev.clone_url} is not an http(s) or ssh URL; a webhook build fetches only those"
+            )
         raise GitUnavailable(
             f"fetching `{rev.ref}` from {rev.clone_url} failed: {first_error_line(err)[:300]}"
         )
@@ -80,9 +98,17 @@ def _fetch(repo: Path, side: str, rev: Revision) -> str:
     return known.stdout.strip()
 
 
-def prepare(source_rev: Revision, target_rev: Revision | None, dest: Path, when: datetime) -> MergeResult:
+def prepare(
+    source_rev: Revision,
+    target_rev: Revision | None,
+    dest: Path,
+    when: datetime,
+    *,
+    remote_only: bool = False,
+) -> MergeResult:
     """Make `dest` a fresh repository holding the source merged into the target. Safe to run twice:
-    whatever a killed earlier attempt left in `dest` is thrown away first.
+    whatever a killed earlier attempt left in `dest` is thrown away first. `remote_only` (a webhook
+    build's: `BuildRequest.remote_only`) fetches over http(s) and ssh only.
 
     The merge commit is dated `when` (the build's creation) and signed by podci, so the same inputs
     make the same commit on any worker: another worker can make it again (`ensure_merge`) instead of
@@ -90,11 +116,11 @@ def prepare(source_rev: Revision, target_rev: Revision | None, dest: Path, when:
     shutil.rmtree(dest, ignore_errors=True)
     dest.mkdir(parents=True)
     git(dest, "init", "--quiet")
-    source = _fetch(dest, "source", source_rev)
+    source = _fetch(dest, "source", source_rev, remote_only)
     if target_rev is None:
         git(dest, "checkout", "--quiet", "--detach", source)
         return MergeResult(commit=source, source_commit=source, target_commit=None)
-    target = _fetch(dest, "target", target_rev)
+    target = _fetch(dest, "target", target_rev, remote_only)
     git(dest, "checkout", "--quiet", "--detach", target)
     message = f"podci: merge {source_rev.ref} into {target_rev.ref}"
     stamp = when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S+0000")
@@ -118,12 +144,20 @@ def has_commit(repo: Path, commit: str) -> bool:
     return git(repo, "cat-file", "-e", f"{commit}^{{commit}}", check=False).returncode == 0
 
 
-def ensure_merge(source: Revision, target: Revision | None, dest: Path, when: datetime, commit: str) -> None:
+def ensure_merge(
+    source: Revision,
+    target: Revision | None,
+    dest: Path,
+    when: datetime,
+    commit: str,
+    *,
+    remote_only: bool = False,
+) -> None:
     """`dest` holds the build's merge `commit`: the checkout step's own, or made again from the
     commits it pinned (a worker other than the one that checked out delivers the code)."""
     if has_commit(dest, commit):
         return
-    result = prepare(source, target, dest, when)
+    result = prepare(source, target, dest, when, remote_only=remote_only)
     if result.commit != commit:
         raise PermanentError(
             f"making the merge again on this worker gave commit {str(result.commit)[:12]}, not the build's "

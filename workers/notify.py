@@ -18,7 +18,7 @@ from celery import Celery, Task
 from celery.utils.time import get_exponential_backoff_interval
 
 from dispatch.send import notify as send_notify
-from schemas.record import BuildRecord, utcnow
+from schemas.record import BuildRecord, BuildState, utcnow
 from store import keys, metrics
 from workers.errors import TransientError
 from workers.process import ProcessResources
@@ -119,7 +119,9 @@ def _post(proc: ProcessResources, record: BuildRecord, name: str, task: Task, re
         return "gave up"
     state = proc.reporters[name].says(record)
     proc.store.update(record.id, _remember(name, state))
-    if not record.state.final and record.request.provider != "manual":
+    # From webhook to INPROGRESS: podci's own delay, so not for a build that waited for a person's approval.
+    started = record.state in (BuildState.queued, BuildState.running)
+    if started and record.request.provider != "manual" and not record.approved_by:
         waited = (utcnow() - record.created).total_seconds()
         metrics.observe(redis, "webhook_to_inprogress_seconds", name, waited)
     log.info("build=%s reporter=%s state=%s note=%s", record.id, name, state, note)

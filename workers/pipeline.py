@@ -15,6 +15,9 @@ from schemas.record import BuildRecord, BuildState, PodAttempt, Step, StepState,
 from schemas.repo_config import PodSpec, RepoConfig
 
 STEPS: tuple[Step, ...] = tuple(Step)
+# A record is kept for PODCI_RETENTION_DAYS: its free text is bounded, whatever a step reports (git's
+# errors, a container's last output). The full text stays in the logs.
+DETAIL_MAX, REASON_MAX = 1000, 2000
 ALWAYS_RUN = (Step.teardown,)  # runs even after a stop, so nothing of a build outlives it
 RELAUNCHED_STEPS = (Step.create_pod, Step.wait_setup, Step.run_tests)
 
@@ -144,6 +147,10 @@ def retry_delay(tries: int, retry_after: float | None, fraction: float, cap: flo
     return max(ceiling / 2 + fraction * ceiling / 2, retry_after or 0.0)
 
 
+def bounded(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def start(record: BuildRecord, step: Step, now: datetime) -> None:
     """Mark `step` as running (first time only) and the build as started."""
     entry = record.step_record(step)
@@ -167,7 +174,7 @@ def apply(
     record.seq += 1
     record.parked = isinstance(outcome, Wait)
     if isinstance(outcome, Wait):
-        entry.detail = outcome.detail
+        entry.detail = bounded(outcome.detail, DETAIL_MAX)
         entry.checks += 1
         return
     if isinstance(outcome, Relaunch):
@@ -178,17 +185,18 @@ def apply(
     entry.finished = now
     if isinstance(outcome, Done):
         entry.state = StepState.succeeded
-        entry.detail = outcome.detail or entry.detail
+        entry.detail = bounded(outcome.detail, DETAIL_MAX) or entry.detail
         _advance(record, step, now)
         return
     # A step stopped before it began (a cancelled build still queued) did not fail: it never ran.
     entry.state = StepState.failed if entry.state is StepState.running else StepState.skipped
-    entry.detail = outcome.reason
+    reason = bounded(outcome.reason, REASON_MAX)
+    entry.detail = bounded(reason, DETAIL_MAX)
     if not record.state.final:
         record.state = outcome.state
-        record.reason = outcome.reason
-    elif outcome.reason not in record.reason.split("; "):
-        record.reason = f"{record.reason}; {outcome.reason}" if record.reason else outcome.reason
+        record.reason = reason
+    elif reason not in record.reason.split("; "):
+        record.reason = bounded(f"{record.reason}; {reason}" if record.reason else reason, REASON_MAX)
     _skip_to_teardown(record, step, now)
 
 
@@ -199,7 +207,8 @@ def _relaunch(record: BuildRecord, outcome: Relaunch) -> None:
     for entry in record.steps:
         if entry.name in RELAUNCHED_STEPS:
             entry.state, entry.started, entry.finished, entry.checks = StepState.pending, None, None, 0
-            entry.detail = f"relaunching: {outcome.reason}" if entry.name is Step.create_pod else ""
+            detail = f"relaunching: {outcome.reason}" if entry.name is Step.create_pod else ""
+            entry.detail = bounded(detail, DETAIL_MAX)
     record.step = Step.create_pod
 
 

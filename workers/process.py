@@ -26,7 +26,7 @@ class ProcessResources:
     def _ensure(self) -> None:
         if self._pid != os.getpid():
             redis = connect(self.settings.require_redis_url())
-            self._store = BuildStore(redis)
+            self._store = BuildStore(redis, self.settings.retention_seconds)
             self._runtime = Runtime(self.settings, make_backend(self.settings, redis))
             self._reporters = {r.name: r for r in make_reporters(self.settings)}
             self._pid = os.getpid()

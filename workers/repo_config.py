@@ -17,6 +17,8 @@ from schemas.errors import describe
 from schemas.repo_config import PodSpec, RepoConfig, pod_spec_from_template
 
 CONFIG_FILE = ".podci.yml"
+# Both files end up in the build record, kept for PODCI_RETENTION_DAYS: a larger one is refused.
+FILE_MAX = 256 * 1024
 
 
 class ConfigError(ValueError):
@@ -74,7 +76,14 @@ def parse_pod_template(text: str | None, config: RepoConfig) -> PodSpec:
     return pod
 
 
+def _bounded(text: str | None, name: str) -> str | None:
+    if text is not None and len(text) > FILE_MAX:
+        raise ConfigError(f"{name} is {len(text)} characters long; podci reads at most {FILE_MAX}")
+    return text
+
+
 def load(config_text: str | None, read_file: Callable[[str], str | None]) -> LoadedConfig:
     """`read_file(path) -> str | None` fetches the pod template the config names."""
-    config = parse_config(config_text)
-    return LoadedConfig(config, parse_pod_template(read_file(config.pod_template), config))
+    config = parse_config(_bounded(config_text, CONFIG_FILE))
+    template = _bounded(read_file(config.pod_template), f"the pod template `{config.pod_template}`")
+    return LoadedConfig(config, parse_pod_template(template, config))

@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from schemas.names import attempt_name
+from schemas.public import without_userinfo
 from schemas.record import BuildRecord, BuildState, PodAttempt, Step, TestCaseFailure, TestResult, utcnow
 from schemas.repo_config import RepoConfig
 from schemas.settings import Settings
+from schemas.urls import clone_url_problem
 from workers import gitops
 from workers.backends.base import BuildContext, ClusterBackend
 from workers.errors import PodLost
@@ -38,6 +40,8 @@ from workers.pipeline import (
 from workers.repo_config import CONFIG_FILE, ConfigError, load
 
 log = logging.getLogger(__name__)
+# What of a JUnit report the record keeps (the report itself stays in the workspace's logs).
+FAILURES_KEPT, FAILURE_NAME_MAX, FAILURE_MESSAGE_MAX = 100, 500, 2000
 
 
 @dataclass
@@ -53,16 +57,36 @@ class Runtime:
         return BuildContext.from_record(record, self.checkout_dir(record))
 
 
+def _clone_urls_refused(rt: Runtime, record: BuildRecord) -> str | None:
+    """A webhook build's clone URLs are checked again here, with this worker's settings: the receiver
+    checked them with its own, and a record may come from before they changed."""
+    request = record.request
+    if request.provider == "manual":
+        return None
+    for side in (request.source, request.target):
+        problem = None if side is None else clone_url_problem(side.clone_url, rt.settings.clone_host_patterns)
+        if side is not None and problem is not None:
+            return f"the clone URL {without_userinfo(side.clone_url)} {problem}"
+    return None
+
+
 def checkout(rt: Runtime, record: BuildRecord) -> Outcome:
+    if (refused := _clone_urls_refused(rt, record)) is not None:
+        return Stop(BuildState.error, refused)
     dest = rt.checkout_dir(record)
-    result = gitops.prepare(record.request.source, record.request.target, dest, record.created)
+    request = record.request
+    result = gitops.prepare(
+        request.source, request.target, dest, record.created, remote_only=request.remote_only
+    )
     if result.commit is None:
         files = ", ".join(result.conflicts)
         target = record.request.target.ref if record.request.target else "?"
         return Stop(BuildState.failed, f"merge conflict: `{record.request.source.ref}` does not merge "
                     f"cleanly into `{target}`; conflicting files: {files}")  # fmt: skip
-    # A fork's pull request must not choose its own pod template: read the config from the target.
-    trusted = result.target_commit if record.request.fork and result.target_commit else result.commit
+    # A fork's or an untrusted author's pull request must not choose its own pod template (approved or
+    # not): the config is read from the target branch, as Prow reads job configs from the base branch.
+    untrusted = record.request.fork or not record.request.trusted
+    trusted = result.target_commit if untrusted and result.target_commit else result.commit
     try:
         loaded = load(
             gitops.read_file(dest, trusted, CONFIG_FILE), lambda path: gitops.read_file(dest, trusted, path)
@@ -150,7 +174,7 @@ def run_tests(rt: Runtime, record: BuildRecord) -> Outcome:
     result = TestResult(
         exit_code=status.exit_code,
         log_path=str(status.log_path),
-        log_tail=tail(status.log_path, rt.settings.log_tail_lines),
+        log_tail=tail(status.log_path, rt.settings.log_tail_lines, rt.settings.secret_values()),
         **_junit(rt, ctx),
     )
     if status.exit_code == 0:
@@ -170,7 +194,10 @@ def _junit(rt: Runtime, ctx: BuildContext) -> dict[str, Any]:
     except JUnitError as exc:
         log.warning("build=%s %s", ctx.build_id, exc)
         return {}
-    failures = [TestCaseFailure(name=name, message=message) for name, message in summary.failures]
+    failures = [
+        TestCaseFailure(name=name[:FAILURE_NAME_MAX], message=message[:FAILURE_MESSAGE_MAX])
+        for name, message in summary.failures[:FAILURES_KEPT]
+    ]
     return {
         "total": summary.total,
         "failed": summary.failed,

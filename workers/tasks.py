@@ -20,7 +20,7 @@ from celery.signals import task_received
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from dispatch.app import NOTIFY_TASK, task_name
+from dispatch.app import NOTIFY_TASK, REPORT_TASK, task_name
 from dispatch.reconcile import reconcile
 from dispatch.send import send, wake, wake_admitted
 from schemas.record import BuildRecord, BuildState, Step, utcnow
@@ -170,6 +170,14 @@ def register(app: Celery, settings: Settings) -> None:
     @app.task(name=NOTIFY_TASK, bind=True, ignore_result=True)  # type: ignore[untyped-decorator]
     def notify_task(self: Task, build_id: str, reporter: str, retry: bool = True) -> str:
         return notify(proc, build_id, reporter, self, retry)
+
+    @app.task(name=REPORT_TASK, ignore_result=True)  # type: ignore[untyped-decorator]
+    def report_task(build_id: str) -> int:
+        """The receiver's request to post a build's state (waiting for approval, or stopped then)."""
+        record = proc.store.get(build_id)
+        if record is not None:
+            notify_all(app, proc, record)
+        return 0
 
     @app.task(name="podci.gc", ignore_result=True)  # type: ignore[untyped-decorator]
     def gc_task() -> int:

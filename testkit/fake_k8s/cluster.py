@@ -28,6 +28,7 @@ from referencing import Registry, Resource
 
 from workers.backends.kubernetes.names import BUILD_LABEL
 
+from .admission import ENFORCE, forbidden, level_of, violations
 from .errors import (
     ApiError,
     already_exists,
@@ -231,6 +232,9 @@ class FakeCluster:
     version: the Kubernetes version objects are validated against (kubernetes_validate, strict).
     settings: global SimSettings (per build: `configure(build, ...)`).
     namespaces: created at start; creating in any other namespace is 404, as on a real server.
+    namespace_labels: labels of those namespaces. By default `podci-builds` enforces the Pod Security
+        Standard `restricted` (`pod-security.kubernetes.io/enforce`), as deploy/ labels it: a pod that
+        breaks it is refused with 403 as Pod Security Admission refuses it (admission.py).
     nodes: node names pods are scheduled on (round robin).
     history_size: watch events kept for resuming; older resourceVersions get 410 Expired.
     watch_timeout_default / watch_timeout_cap: a watch without timeoutSeconds / the longest one.
@@ -247,6 +251,7 @@ class FakeCluster:
         version: str = "1.30.0",
         settings: SimSettings | None = None,
         namespaces: tuple[str, ...] = ("default", "kube-system", "podci-builds"),
+        namespace_labels: dict[str, dict[str, str]] | None = None,
         nodes: tuple[str, ...] = ("fake-node-1", "fake-node-2", "fake-node-3"),
         history_size: int = 1000,
         watch_timeout_default: float = 60.0,
@@ -300,11 +305,11 @@ class FakeCluster:
         self._builds: dict[tuple[str, str, str], str] = {}  # (resource, ns, name) -> build, kept after delete
 
         self.sim = Simulator(self)
+        labels = {"podci-builds": {ENFORCE: "restricted"}} if namespace_labels is None else namespace_labels
         with self.lock:
             for name in namespaces:
-                self._store_new(
-                    "namespaces", "", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
-                )
+                meta: Obj = {"name": name, "labels": dict(labels.get(name, {}))}
+                self._store_new("namespaces", "", {"apiVersion": "v1", "kind": "Namespace", "metadata": meta})
 
     # == control: simulation settings ================================================================
 
@@ -661,12 +666,24 @@ class FakeCluster:
                         f"new content in namespace {namespace} because it is being terminated",
                     )
             ns = namespace or "" if namespaced else ""
+            if resource == "pods":
+                self._admit(obj)
             if self.store.get(resource, ns, meta["name"]) is not None:
                 raise already_exists(resource, meta["name"])
             if dry_run:
                 self._server_fields(resource, obj)
                 return obj
             return self._store_new(resource, ns, obj)
+
+    def _admit(self, pod: Obj) -> None:
+        """Pod Security Admission: the pod's namespace's `enforce` level, or 403 naming every control
+        the pod breaks (what was refused is kept in `refused`, as a 422 is)."""
+        level, version = level_of(self.store.get("namespaces", "", pod["metadata"]["namespace"]))
+        found = violations(pod, level)
+        if found:
+            message = forbidden(pod["metadata"]["name"], level, version, found)
+            self.refused.append((copy.deepcopy(pod), message))
+            raise ApiError(403, "Forbidden", message)
 
     def _server_fields(self, resource: str, obj: Obj) -> None:
         """What the API server sets and defaults on create."""

@@ -42,6 +42,10 @@ class BuildContext:
     fork: bool = False
     attempt: int = 1
     on_demand: bool = False
+    # A webhook's build: git may fetch only over http(s) and ssh (`schemas.urls.GIT_ALLOW_PROTOCOL`).
+    remote_only: bool = False
+    # False for an untrusted pull request (approved or not): its pods are always `restricted`.
+    trusted: bool = True
 
     @classmethod
     def from_record(cls, record: BuildRecord, checkout_dir: Path) -> BuildContext:
@@ -67,6 +71,8 @@ class BuildContext:
             fork=record.request.fork,
             attempt=max(record.attempts, 1),
             on_demand=record.relaunch_on_demand,
+            remote_only=record.request.remote_only,
+            trusted=record.request.trusted,
         )
 
 

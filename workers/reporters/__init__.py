@@ -12,4 +12,4 @@ from workers.reporters.jenkins_callback import JenkinsCallback
 
 def make_reporters(settings: Settings) -> list[Reporter]:
     """Every reporter a build may have; each decides with `applies` whether it has something to say."""
-    return [BitbucketCloud(settings), BitbucketServer(settings), JenkinsCallback()]
+    return [BitbucketCloud(settings), BitbucketServer(settings), JenkinsCallback(settings)]

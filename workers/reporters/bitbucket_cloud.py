@@ -31,7 +31,7 @@ class BitbucketCloud(BitbucketReporter):
         )
 
     def says(self, record: BuildRecord) -> str:
-        return status.state_for(record.state, "cloud")
+        return status.said(record.state, "cloud")
 
     def _request(self, record: BuildRecord) -> tuple[str, dict[str, Any]] | None:
         path = status.cloud_path(record)

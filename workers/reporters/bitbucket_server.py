@@ -31,7 +31,7 @@ class BitbucketServer(BitbucketReporter):
         )
 
     def says(self, record: BuildRecord) -> str:
-        return status.state_for(
+        return status.said(
             record.state, "legacy" if self.settings.bitbucket_server_legacy_status else "server"
         )
 

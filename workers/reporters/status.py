@@ -29,6 +29,7 @@ URL_LIMIT = 450  # the URL must be shorter than this
 # (it did not pass, and SUCCESSFUL would let a pull request merge).
 STATES: dict[Api, dict[BuildState, str]] = {
     "cloud": {
+        BuildState.awaiting_approval: "INPROGRESS",
         BuildState.queued: "INPROGRESS",
         BuildState.running: "INPROGRESS",
         BuildState.succeeded: "SUCCESSFUL",
@@ -37,6 +38,7 @@ STATES: dict[Api, dict[BuildState, str]] = {
         BuildState.stopped: "STOPPED",
     },
     "server": {
+        BuildState.awaiting_approval: "INPROGRESS",
         BuildState.queued: "INPROGRESS",
         BuildState.running: "INPROGRESS",
         BuildState.succeeded: "SUCCESSFUL",
@@ -45,6 +47,7 @@ STATES: dict[Api, dict[BuildState, str]] = {
         BuildState.stopped: "CANCELLED",
     },
     "legacy": {
+        BuildState.awaiting_approval: "INPROGRESS",
         BuildState.queued: "INPROGRESS",
         BuildState.running: "INPROGRESS",
         BuildState.succeeded: "SUCCESSFUL",
@@ -83,6 +86,17 @@ def state_for(state: BuildState, api: Api) -> str:
     return STATES[api][state]
 
 
+WAITING_NOTE = " (waiting for approval)"
+
+
+def said(state: BuildState, api: Api) -> str:
+    """What a post in `state` says, as remembered in `record.reported`. A build waiting for approval
+    and the same build once approved are both INPROGRESS, but say different things (the description
+    asks for an approval): the approved build must post again."""
+    name = state_for(state, api)
+    return name + WAITING_NOTE if state is BuildState.awaiting_approval else name
+
+
 def _clip(text: str, limit: int) -> str:
     text = " ".join(text.split())  # a reason may hold a newline or a log line; the UI shows one line
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
@@ -96,7 +110,9 @@ def description(record: BuildRecord) -> str:
     """One short sentence for the pull request page: what happened, with the JUnit counts when known."""
     tests = record.tests
     state = record.state
-    if not state.final:
+    if state is BuildState.awaiting_approval:
+        text = "waiting for approval: a trusted person comments /podci ok-to-test"
+    elif not state.final:
         text = f"build {record.number} {state.value}"
     elif state is BuildState.succeeded:
         if tests is not None and tests.total is not None:

@@ -110,7 +110,8 @@ def exec_error(exc: ApiException, what: str) -> Exception:
     """Classify a failed exec. Its websocket handshake is refused like any request (429 with
     Retry-After, 5xx), but the client reports every exec failure as status 0 with the text of the
     websocket error, keeping the error itself only as the exception's context: read it from there,
-    and count a failure that got no HTTP answer at all as one of reaching the API (transient)."""
+    and count a failure that got no HTTP answer at all as one of reaching the API (transient). A
+    pod that is not found was lost: relaunched, not failed."""
     cause = exc.__context__
     answered: ApiException | None = exc if exc.status else None
     if isinstance(cause, websocket.WebSocketBadStatusException):

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from schemas.names import attempt_name
+from schemas.public import mask
 from schemas.record import BuildState
 from schemas.settings import Settings
 from store import keys
@@ -61,6 +62,7 @@ class KubernetesBackend:
 
     def __init__(self, settings: Settings, api: KubeApi, cache: PodCache) -> None:
         self.settings, self.api, self.cache = settings, api, cache
+        self.secrets = settings.secret_values()  # masked in every log kept
 
     # --- objects -------------------------------------------------------------------------------
     def create_service(self, ctx: BuildContext) -> str:
@@ -119,7 +121,10 @@ class KubernetesBackend:
         if not self.cache.redis.set(marker, "sending", nx=True, ex=_CLAIM_SECONDS):
             return "the code is on its way to the pod"
         try:
-            gitops.ensure_merge(ctx.source, ctx.target, ctx.checkout_dir, ctx.created, ctx.merge_commit)
+            gitops.ensure_merge(
+                ctx.source, ctx.target, ctx.checkout_dir, ctx.created, ctx.merge_commit,
+                remote_only=ctx.remote_only,
+            )  # fmt: skip
             bundle = gitops.bundle(ctx.checkout_dir, ctx.merge_commit)
             size = bundle.stat().st_size
             target = f"{ctx.config.volume.mount_path.rstrip('/')}/{BUNDLE}"
@@ -207,7 +212,7 @@ class KubernetesBackend:
             return None
         if cached is None:
             try:
-                text = self.api.pod_log(pod, AGENT_CONTAINER)
+                text = mask(self.api.pod_log(pod, AGENT_CONTAINER), self.secrets)
             except Exception:
                 self.cache.redis.delete(claim)  # the retry must not wait for the claim to expire
                 raise
@@ -267,7 +272,7 @@ class KubernetesBackend:
                 text = self.api.pod_log(pod_name, container, timeout=min(left, 10))
             except (TransientError, PermanentError) as exc:
                 text = f"[podci could not read this log before teardown: {exc}]\n"
-            write_atomic(path, text)
+            write_atomic(path, mask(text, self.secrets))
 
     def teardown(self, name: str, keep_pods: bool = False) -> str | None:
         """Send the deletes once, then report done only when the watch has seen the pods go and no
@@ -290,6 +295,7 @@ class KubernetesBackend:
                 pods = [] if keep_pods else listed
                 if pods:
                     self.cache.redis.sadd(pods_key, *[p["metadata"]["name"] for p in pods])
+                    self.cache.redis.expire(pods_key, _DAY)
                 for pod in pods:
                     self.api.delete("pods", pod["metadata"]["name"])
                 for kind in deleted_now:

@@ -25,8 +25,11 @@ BUNDLE = f"{STATE_DIR}/code.bundle"  # where the worker's git bundle lands in th
 # The checkout init container, when the worker delivers the code (PODCI_KUBE_CODE_DELIVERY=bundle).
 # Env: PODCI_WORKSPACE, MERGE_COMMIT, CODE_WAIT (seconds). It waits for the bundle the worker streams
 # in over exec (RECEIVE_SCRIPT), then checks the merge commit out of it: the pod never contacts the git
-# host. Safe to run again: a relaunched pod finds the volume checked out already.
+# host. Safe to run again: a relaunched pod finds the volume checked out already. It runs as podci's own
+# non-root user: what it writes is group-writable (umask 002), for the pod's other users in the
+# workspace's group (fsGroup), and git accepts a workspace owned by another user (`safe.directory`).
 CHECKOUT_SCRIPT = f"""set -eu
+umask 002
 cd "$PODCI_WORKSPACE"
 if [ -e {STATE_DIR}/checkout.done ]; then exit 0; fi
 mkdir -p {STATE_DIR}
@@ -49,6 +52,7 @@ touch {STATE_DIR}/checkout.done
 # moves its own file into place only when all arrived, so the checkout never reads half a bundle (and
 # two deliveries at once each write their own file).
 RECEIVE_SCRIPT = """set -eu
+umask 002
 mkdir -p "$(dirname "$2")"
 part="$2.$$.part"
 head -c "$1" > "$part"
@@ -64,6 +68,7 @@ mv "$part" "$2"
 # TARGET_URL, TARGET_REF, TARGET_COMMIT, and GIT_CREDENTIALS (a git-credential-store file, when a
 # Secret holds one). Re-does the merge the worker checked, pinned to the same commits.
 CLONE_SCRIPT = f"""set -eu
+umask 002
 cd "$PODCI_WORKSPACE"
 if [ -e {STATE_DIR}/checkout.done ]; then exit 0; fi
 set -- -c safe.directory='*' -c user.name=podci -c user.email=podci@localhost

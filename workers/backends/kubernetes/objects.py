@@ -4,8 +4,9 @@ Every function takes the build's context and the settings and returns the plain 
 (camelCase, with apiVersion/kind/metadata), as kubespawner's `objects.py` does: no I/O, no client
 models, so the tests compare whole dicts and validate them against the official schema.
 
-The pod template is the user's, taken as written (`PodSpec.as_written`, a fresh copy). podci adds,
-around it:
+The pod template is the user's, taken as written (`PodSpec.as_written`, a fresh copy). podci fills in
+what the Pod Security Standard of the build (`policy.level_of`) needs where the template is silent, and
+requests and limits (`harden`), and adds around it:
 - the workspace volume (a PVC named after the build), mounted at `volume.mount_path` in every container;
 - the checkout init container, which re-does the merge onto that volume (first, so later init
   containers of the template already see the code);
@@ -22,10 +23,13 @@ from __future__ import annotations
 
 import copy
 import posixpath
+import re
+from decimal import Decimal
 from typing import Any
 
 from schemas.names import attempt_name, dns_label
 from schemas.settings import Settings
+from schemas.urls import GIT_ALLOW_PROTOCOL
 from workers.backends.base import BuildContext
 from workers.backends.kubernetes.names import (
     AGENT_CONTAINER,
@@ -41,6 +45,7 @@ from workers.backends.kubernetes.names import (
     MANAGED_BY,
     WORKSPACE_VOLUME,
 )
+from workers.backends.kubernetes.policy import Level, level_of
 from workers.backends.ports import port_env, port_key
 from workers.errors import PermanentError
 
@@ -59,6 +64,19 @@ AGENT_RESOURCES: Json = {
     "limits": {"cpu": "100m", "memory": "64Mi"},
 }
 AGENT_PROBE_PERIOD = 2
+
+# podci's own containers (checkout, agent) run as this non-root user and group, which is also the pod's
+# `fsGroup` unless the template names one: the workspace volume is then writable by that group, and
+# every container of the pod is in it. They meet the `restricted` standard whatever the build's level.
+PODCI_USER = 65532
+PODCI_SECURITY: Json = {
+    "runAsNonRoot": True,
+    "runAsUser": PODCI_USER,
+    "runAsGroup": PODCI_USER,
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
 
 # Static volumes are created by podci itself, one per build. Kubernetes has no deleter for NFS, and its
 # hostPath deleter only handles `/tmp/...` on the controller-manager's own disk, so `Delete` would only
@@ -328,6 +346,15 @@ def checkout_container(ctx: BuildContext, settings: Settings) -> Json:
         }
         if settings.kube_git_credentials_secret:
             env["GIT_CREDENTIALS"] = f"{GIT_CREDENTIALS_DIR}/git-credentials"
+        if ctx.remote_only:  # as the worker's own fetch of a webhook build (workers.gitops)
+            env.update(
+                GIT_ALLOW_PROTOCOL=GIT_ALLOW_PROTOCOL,
+                GIT_CONFIG_COUNT="2",
+                GIT_CONFIG_KEY_0="protocol.file.allow",
+                GIT_CONFIG_VALUE_0="never",
+                GIT_CONFIG_KEY_1="http.followRedirects",
+                GIT_CONFIG_VALUE_1="false",
+            )
         script = CLONE_SCRIPT
     container: Json = {
         "name": CHECKOUT_CONTAINER,
@@ -336,6 +363,8 @@ def checkout_container(ctx: BuildContext, settings: Settings) -> Json:
         "env": _env_list(env),
         "volumeMounts": [mount],
         "terminationMessagePolicy": "FallbackToLogsOnError",
+        "resources": default_resources(settings),
+        "securityContext": copy.deepcopy(PODCI_SECURITY),
     }
     if settings.kube_code_delivery == "clone" and settings.kube_git_credentials_secret:
         container["volumeMounts"].append(
@@ -367,6 +396,7 @@ def agent_container(ctx: BuildContext, settings: Settings) -> Json:
         "command": ["sh", "-c", AGENT_SCRIPT, AGENT_CONTAINER, _literal(mount_path)],
         "volumeMounts": [_workspace_mount(ctx, settings)],
         "resources": copy.deepcopy(AGENT_RESOURCES),
+        "securityContext": copy.deepcopy(PODCI_SECURITY),
     }
     if ctx.config.setup.file is not None:
         agent["readinessProbe"] = {
@@ -409,6 +439,68 @@ def _placement(spec: Json, settings: Settings, on_demand: bool) -> None:
         spec["tolerations"] = merged
 
 
+_QUANTITY = re.compile(r"^([0-9.]+)([a-zA-Z]*)$")
+_SUFFIXES: dict[str, Decimal | int] = {
+    "": 1, "m": Decimal("0.001"), "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
+    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
+}  # fmt: skip
+
+
+def quantity(value: Any) -> Decimal | None:
+    """A Kubernetes quantity (`100m`, `2Gi`, `1.5`) as a number; None when it is not one podci reads."""
+    match = _QUANTITY.match(str(value))
+    if match is None or match.group(2) not in _SUFFIXES:
+        return None
+    try:
+        return Decimal(match.group(1)) * _SUFFIXES[match.group(2)]
+    except ArithmeticError:
+        return None
+
+
+def default_resources(settings: Settings) -> Json:
+    return {
+        "requests": {"cpu": settings.kube_cpu_request, "memory": settings.kube_memory_request},
+        "limits": {"cpu": settings.kube_cpu_limit, "memory": settings.kube_memory_limit},
+    }
+
+
+def _with_resources(container: Json, settings: Settings) -> None:
+    """Every container gets a request and a limit of CPU and memory: the template's, else the settings'.
+    A default never contradicts what the template says: a request is at most the given limit, a limit
+    at least the given request (the API refuses a request above its limit)."""
+    defaults = default_resources(settings)
+    resources = container.setdefault("resources", {})
+    requests, limits = resources.setdefault("requests", {}), resources.setdefault("limits", {})
+    for kind in ("cpu", "memory"):
+        request, limit = requests.get(kind), limits.get(kind)
+        if request is None:
+            given, default = quantity(limit), quantity(defaults["requests"][kind])
+            use_limit = limit is not None and (given is None or default is None or given < default)
+            requests[kind] = limit if use_limit else defaults["requests"][kind]
+        if limit is None:
+            given, default = quantity(requests[kind]), quantity(defaults["limits"][kind])
+            use_request = given is None or default is None or given > default
+            limits[kind] = requests[kind] if use_request else defaults["limits"][kind]
+
+
+def harden(spec: Json, level: Level, settings: Settings) -> None:
+    """Fill in, where the template is silent, what the build's Pod Security Standard needs (`restricted`:
+    a non-root user, no privilege escalation, no capabilities, the runtime's seccomp profile; `baseline`:
+    the seccomp profile), the workspace's group, and every container's requests and limits. What the
+    template says stays: `policy` has refused what the level does not allow."""
+    security = spec.setdefault("securityContext", {})
+    security.setdefault("seccompProfile", {"type": "RuntimeDefault"})
+    security.setdefault("fsGroup", PODCI_USER)
+    if level == "restricted":
+        security.setdefault("runAsNonRoot", True)
+    for container in [*(spec.get("initContainers") or []), *spec["containers"]]:
+        if level == "restricted":
+            own = container.setdefault("securityContext", {})
+            own.setdefault("allowPrivilegeEscalation", False)
+            own.setdefault("capabilities", {}).setdefault("drop", ["ALL"])
+        _with_resources(container, settings)
+
+
 def make_pod(ctx: BuildContext, settings: Settings, attempt: int, on_demand: bool = False) -> Json:
     """The build's pod for one attempt, from the template (copied, never mutated).
 
@@ -422,6 +514,7 @@ def make_pod(ctx: BuildContext, settings: Settings, attempt: int, on_demand: boo
     env = podci_env(ctx)
     mount = _workspace_mount(ctx, settings)
 
+    harden(spec, level_of(ctx, settings), settings)
     init_containers: list[Json] = list(spec.get("initContainers") or [])
     containers: list[Json] = list(spec["containers"])
     for container in init_containers + containers:

@@ -145,7 +145,7 @@ def start_pod_watch(app: Celery, settings: Settings) -> PodWatcher:
     from workers.backends.kubernetes.api import KubeApi
 
     redis = connect(settings.require_redis_url())
-    store = BuildStore(redis)
+    store = BuildStore(redis, settings.retention_seconds)
 
     def wake_build(build_id: str) -> None:
         wake(app, store, build_id)

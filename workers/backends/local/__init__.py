@@ -26,7 +26,11 @@ class LocalType:
 
     def create(self, settings: Settings, redis: Redis) -> ClusterBackend:
         return LocalBackend(
-            settings.state_dir, settings.teardown_grace, settings.log_tail_lines, settings.redis_url
+            settings.state_dir,
+            settings.teardown_grace,
+            settings.log_tail_lines,
+            settings.redis_url,
+            settings.secret_values(),
         )
 
     def check(self, settings: Settings) -> str:

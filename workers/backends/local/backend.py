@@ -23,15 +23,18 @@ import time
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 
+import psutil
+
 from schemas.record import BuildState
 from schemas.repo_config import Container, Probe
 from workers.backends.base import BuildContext, SetupStatus, TestStatus
 from workers.backends.local.env import container_argv, container_env, resolve_probe_port
 from workers.backends.local.listening import port_scope
+from workers.backends.local.proc import WAKE_REDIS_ENV
 from workers.backends.ports import port_env, port_key
 from workers.errors import PermanentError
 from workers.gitops import git
-from workers.logfiles import first_error_line, log_files, write_atomic
+from workers.logfiles import first_error_line, log_files, mask_file, write_atomic
 from workers.logfiles import tail as last_lines
 
 log = logging.getLogger(__name__)
@@ -49,6 +52,7 @@ class LocalBackend:
         teardown_grace: float = 3.0,
         log_tail_lines: int = 40,
         redis_url: str | None = None,
+        secrets: tuple[str, ...] = (),
     ) -> None:
         self.state_dir = state_dir
         self.root = state_dir / "builds"
@@ -56,6 +60,7 @@ class LocalBackend:
         self.redis_url = redis_url  # where the build's processes say that something changed
         self.grace = teardown_grace
         self.tail_lines = log_tail_lines
+        self.secrets = secrets  # masked in every log kept
         self._warned_images = False
 
     # --- paths -----------------------------------------------------------------------------------
@@ -156,6 +161,15 @@ class LocalBackend:
             )
         return volume / wanted.relative_to(mount)
 
+    def _launcher_env(self) -> dict[str, str]:
+        """The launcher and what it starts hold none of podci's settings: its secrets stay in the
+        worker. The launcher alone gets the Redis it wakes the build through (in its environment,
+        which it hides: see `proc`), never the command it starts."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PODCI_")}
+        if self.redis_url:
+            env[WAKE_REDIS_ENV] = self.redis_url
+        return env
+
     def _launch(
         self,
         ctx: BuildContext,
@@ -171,9 +185,7 @@ class LocalBackend:
             return
         self._pidfile(ctx.name, key).parent.mkdir(parents=True, exist_ok=True)
         (ctx.log_dir / key).parent.mkdir(parents=True, exist_ok=True)
-        waking = (
-            ["--wake-redis", self.redis_url, "--wake-build", ctx.build_id] if wake and self.redis_url else []
-        )
+        waking = ["--wake-build", ctx.build_id] if wake and self.redis_url else []
         proc = subprocess.run(
             [
                 sys.executable, "-m", "workers.backends.local.proc",
@@ -185,7 +197,7 @@ class LocalBackend:
                 *waking,
                 "--", *argv,
             ],
-            capture_output=True, text=True, check=False,
+            capture_output=True, text=True, check=False, env=self._launcher_env(),
         )  # fmt: skip
         if proc.returncode != 0:
             reason = proc.stdout.strip().removeprefix("error ") or first_error_line(proc.stderr)[:300]
@@ -200,10 +212,11 @@ class LocalBackend:
             argv = container_argv(container, env)
             self._launch(ctx, self._container_key(container), argv, env, self._cwd(ctx, container))
         if self.redis_url:
-            watcher = [sys.executable, "-m", "workers.backends.local.watcher", "--redis", self.redis_url,
+            watcher = [sys.executable, "-m", "workers.backends.local.watcher",
                        "--build", ctx.build_id, "--state-dir", str(self.state_dir)]  # fmt: skip
+            env = {**self._base_env(), WAKE_REDIS_ENV: self.redis_url}
             here = self._dir(ctx.name)
-            self._launch(ctx, WATCHER, watcher, self._base_env(), here, log=here / "watcher.log", wake=False)
+            self._launch(ctx, WATCHER, watcher, env, here, log=here / "watcher.log", wake=False)
         names = ", ".join(c.name for c in ctx.pod.containers)
         return f"pod {ctx.name}: started {names} (local processes; images not pulled)"
 
@@ -237,7 +250,7 @@ class LocalBackend:
             key = self._container_key(container)
             code = self._exit_code(ctx.name, key)
             if code is not None:
-                tail = last_lines(ctx.log_dir / f"{key}.log", self.tail_lines)
+                tail = last_lines(ctx.log_dir / f"{key}.log", self.tail_lines, self.secrets)
                 return SetupStatus(False, "", f"container `{container.name}` exited with code {code} "
                                    f"before setup completed; its last output:\n{tail}")  # fmt: skip
         setup = ctx.config.setup
@@ -306,8 +319,11 @@ class LocalBackend:
         return target.read_bytes()
 
     def logs(self, name: str, log_dir: Path) -> dict[str, Path]:
-        # Containers and the test command already write straight into `log_dir`.
-        return log_files(log_dir)
+        """Containers and the test command wrote straight into `log_dir`; what is kept is masked."""
+        found = log_files(log_dir)
+        for path in found.values():
+            mask_file(path, self.secrets)
+        return found
 
     # --- teardown --------------------------------------------------------------------------------
     def kept_until(self, state: BuildState, now: datetime) -> datetime | None:
@@ -319,14 +335,23 @@ class LocalBackend:
         return sorted(p.name for p in self.root.iterdir()) if self.root.is_dir() else []
 
     def teardown(self, name: str, keep_pods: bool = False) -> str:
+        """Every process the build started ends: its process groups, what left them (`setsid`, a double
+        fork: still below the launcher, a subreaper) and whatever else carries its PODCI_BUILD and
+        PODCI_WORKSPACE (the workspace, not the name alone: another podci on this machine, with its
+        own state directory, may run a build of the same name)."""
         groups = [int(p.read_text()) for p in (self._dir(name) / "proc").rglob("*.pid")]
         live = [g for g in groups if _group_alive(g)]
-        _signal_groups(live, signal.SIGTERM)
+        marks = {"PODCI_BUILD": name, "PODCI_WORKSPACE": str(self._volume(name))}
+        found = build_processes(marks, groups)
+        _signal(found, signal.SIGTERM)
         deadline = time.monotonic() + self.grace
-        while any(_group_alive(g) for g in live) and time.monotonic() < deadline:
+        while build_processes(marks, groups) and time.monotonic() < deadline:
             time.sleep(0.05)  # a short, bounded grace for processes to exit cleanly
         killed = [g for g in live if _group_alive(g)]
-        _signal_groups(killed, signal.SIGKILL)
+        for _ in range(3):  # a process forking while it is killed leaves a new one: look again
+            if not (left := build_processes(marks, groups)):
+                break
+            _signal(left, signal.SIGKILL)
         released = 0
         for lease in self.leases.glob("*") if self.leases.exists() else []:
             if lease.read_text() == name:
@@ -348,9 +373,43 @@ def _group_alive(group: int) -> bool:
     return False
 
 
-def _signal_groups(groups: list[int], sig: signal.Signals) -> None:
+def build_processes(marks: dict[str, str], groups: list[int]) -> list[psutil.Process]:
+    """The build's live processes: the members of its launchers' process groups, every descendant of a
+    launcher (a subreaper: what left its group is still below it) and any process whose environment
+    holds all of `marks` (inherited by whatever a container starts)."""
+    found: dict[int, psutil.Process] = {}
+    wanted = set(groups)
+    for proc in psutil.process_iter():
+        try:
+            if proc.status() == psutil.STATUS_ZOMBIE or proc.pid == os.getpid():
+                continue
+            if os.getpgid(proc.pid) in wanted or _carries(proc.environ(), marks):
+                found[proc.pid] = proc
+        except (psutil.Error, OSError):
+            continue
     for group in groups:
         try:
-            os.killpg(group, sig)
-        except (ProcessLookupError, PermissionError):
+            below = psutil.Process(group).children(recursive=True)
+        except psutil.Error:
+            continue
+        found.update((p.pid, p) for p in below if _running(p))
+    return list(found.values())
+
+
+def _carries(environ: dict[str, str], marks: dict[str, str]) -> bool:
+    return all(environ.get(key) == value for key, value in marks.items())
+
+
+def _running(proc: psutil.Process) -> bool:
+    try:
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _signal(processes: list[psutil.Process], sig: signal.Signals) -> None:
+    for proc in processes:
+        try:
+            proc.send_signal(sig)
+        except psutil.Error:
             pass

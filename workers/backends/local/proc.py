@@ -5,13 +5,19 @@ Run as `python -m workers.backends.local.proc --pidfile P --exit-file E --log L 
 group), starts CMD with exactly the environment in J, writes its own pid to P, then waits and writes
 CMD's exit code to E. The parent returns as soon as CMD has started, printing `ok PID` or
 `error MESSAGE`. Because the child is not the worker's, a worker killed mid-build leaves its builds'
-processes running for the next worker to find. With `--wake-redis URL --wake-build ID`, the end of CMD
-wakes the build (see `watcher`), so nobody polls for it.
+processes running for the next worker to find. With `--wake-build ID` (and the Redis URL in
+`PODCI_WAKE_REDIS`), the end of CMD wakes the build (see `watcher`), so nobody polls for it; the
+launcher is non-dumpable, so the build's processes cannot read that URL from its environment.
+
+The child is a subreaper (Linux `PR_SET_CHILD_SUBREAPER`): a process of the build that leaves its
+group (`setsid`) or its parent (a double fork) is still a descendant of the child, which stays until
+the last of them has exited. So teardown finds every process the build started below the pid in P.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
 import subprocess
@@ -19,10 +25,36 @@ import sys
 from pathlib import Path
 
 from workers.logfiles import write_atomic
+from workers.private import keep_memory_private
+
+PR_SET_CHILD_SUBREAPER = 36
+WAKE_REDIS_ENV = "PODCI_WAKE_REDIS"  # the launcher's own environment only: never the command's
+
+
+def _become_subreaper() -> None:
+    """Orphans below this process are re-parented to it instead of to init (Linux 3.4+); elsewhere the
+    build's process group is all teardown finds."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _reap_all() -> None:
+    """Wait for every descendant left behind (re-parented here): while one lives, this process is
+    what teardown finds it under."""
+    while True:
+        try:
+            os.wait()
+        except ChildProcessError:
+            return
+        except InterruptedError:
+            continue
 
 
 def _child(args: argparse.Namespace, report: int) -> None:
     os.setsid()
+    _become_subreaper()
     env = json.loads(args.env_json)
     with open(args.log, "ab", buffering=0) as log:
         try:
@@ -45,8 +77,9 @@ def _child(args: argparse.Namespace, report: int) -> None:
             os.dup2(devnull, fd)
         code = proc.wait()
     write_atomic(Path(args.exit_file), str(code))
-    if args.wake_redis:
-        wake(args.wake_redis, args.wake_build)
+    if args.wake_build and (url := os.environ.get(WAKE_REDIS_ENV)):
+        wake(url, args.wake_build)
+    _reap_all()
     os._exit(0)
 
 
@@ -67,10 +100,12 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="workers.backends.local.proc")
     for flag in ("--pidfile", "--exit-file", "--log", "--cwd", "--env-json"):
         parser.add_argument(flag, required=True)
-    parser.add_argument("--wake-redis", default="", help="when the command ends, wake the build here")
-    parser.add_argument("--wake-build", default="")
+    parser.add_argument(
+        "--wake-build", default="", help=f"when the command ends, wake it (${WAKE_REDIS_ENV})"
+    )
     parser.add_argument("cmd", nargs="+")
     args = parser.parse_args(argv)
+    keep_memory_private()
     read, write = os.pipe()
     if os.fork() == 0:
         os.close(read)

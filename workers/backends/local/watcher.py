@@ -2,16 +2,18 @@
 its setup is under way, which looks at the build's containers and wakes the build when that changes
 (setup complete, or a container gone), so that waiting costs the workers nothing.
 
-Run as `python -m workers.backends.local.watcher --redis URL --build ID --state-dir DIR`, detached like
-a container (teardown ends it). It reads the build's record once, then looks every probe period (the
-shortest `periodSeconds`, within 0.25-2 s) until setup is complete or has failed, pushes the build onto
-`store.keys.WAKES` (a worker's waker thread sends the parked step) and exits. The end of a container or
-of the tests wakes the build from the launcher itself (`proc --wake-redis`).
+Run as `python -m workers.backends.local.watcher --build ID --state-dir DIR`, with the Redis URL in
+`PODCI_WAKE_REDIS` (its environment, kept private), detached like a container (teardown ends it). It
+reads the build's record once, then looks every probe period (the shortest `periodSeconds`, within
+0.25-2 s) until setup is complete or has failed, pushes the build onto `store.keys.WAKES` (a worker's
+waker thread sends the parked step) and exits. The end of a container or of the tests wakes the
+build from the launcher itself (`proc --wake-build`).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -23,6 +25,8 @@ from store import keys
 from store.builds import BuildStore
 from workers.backends.base import BuildContext
 from workers.backends.local.backend import LocalBackend
+from workers.backends.local.proc import WAKE_REDIS_ENV
+from workers.private import keep_memory_private
 
 
 def period(ctx: BuildContext) -> float:
@@ -44,17 +48,19 @@ def watch(redis: Redis, backend: LocalBackend, ctx: BuildContext) -> str:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="workers.backends.local.watcher")
-    for flag in ("--redis", "--build", "--state-dir"):
+    for flag in ("--build", "--state-dir"):
         parser.add_argument(flag, required=True)
     args = parser.parse_args(argv)
-    redis = Redis.from_url(args.redis, socket_timeout=10, socket_connect_timeout=10)
+    keep_memory_private()
+    url = os.environ[WAKE_REDIS_ENV]
+    redis = Redis.from_url(url, socket_timeout=10, socket_connect_timeout=10)
     record: BuildRecord | None = BuildStore(redis).get(args.build)
     if record is None:
-        print(f"no build {args.build!r} in {args.redis}")
+        print(f"no build {args.build!r} in the Redis of {WAKE_REDIS_ENV}")
         return 1
     state = Path(args.state_dir)
     ctx = BuildContext.from_record(record, state / "checkouts" / record.name)
-    print(watch(redis, LocalBackend(state, redis_url=args.redis), ctx))
+    print(watch(redis, LocalBackend(state, redis_url=url), ctx))
     return 0
 
 

@@ -1,0 +1,59 @@
+"""store/builds.py on a real Redis database no worker reads: names, numbers and dedupe per source."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+from redis import Redis
+
+from schemas.names import build_name
+from schemas.request import BuildRequest, Provider, Revision
+from schemas.settings import Settings
+from store import keys
+from store.builds import BuildStore, DuplicateBuild, NameTaken
+from tests.test_webhooks import other_db
+
+
+@pytest.fixture
+def store(settings: Settings) -> Iterator[BuildStore]:
+    redis = Redis.from_url(other_db(settings, 15).require_redis_url())
+    redis.flushdb()
+    yield BuildStore(redis)
+    redis.flushdb()
+
+
+def req(job: str, provider: Provider, number: int | None = None) -> BuildRequest:
+    source = Revision(clone_url="https://bitbucket.org/team/app.git", ref="main")
+    return BuildRequest(job=job, number=number, repo="team/app", provider=provider, source=source)
+
+
+def create(store: BuildStore, request: BuildRequest) -> str:
+    return store.create(request, log_root="/nonexistent", due=time.time() + 3600).id
+
+
+def test_one_job_name_gives_other_build_names_per_source() -> None:
+    names = {build_name("team/app-pr8", 3, p) for p in ("bitbucket-cloud", "bitbucket-server", "jenkins")}
+    assert len(names) == 3
+    assert build_name("ci", 3, "jenkins") == build_name("ci", 3) == "ci-3"  # JOB_NAME-BUILD_NUMBER
+
+
+def test_a_counted_build_whose_name_is_taken_takes_the_next_number(store: BuildStore) -> None:
+    first = create(store, req("t", "manual"))
+    assert first == "t-1"
+    create(store, req("t", "jenkins", number=2))  # another source took the next name
+    create(store, req("t", "jenkins", number=3))
+    assert create(store, req("t", "manual")) == "t-4"
+
+
+def test_a_chosen_number_twice_is_a_duplicate_and_another_source_s_name_is_taken(store: BuildStore) -> None:
+    assert create(store, req("ci", "jenkins", number=5)) == "ci-5"
+    with pytest.raises(DuplicateBuild) as dup:
+        create(store, req("ci", "jenkins", number=5))
+    assert dup.value.build_id == "ci-5"
+    assert create(store, req("ci", "manual")) == "ci-1"
+    with pytest.raises(NameTaken):
+        create(store, req("ci", "jenkins", number=1))
+    assert store.redis.get(keys.job_number("manual", "ci")) == b"1"
+    assert store.redis.get(keys.job_number("jenkins", "ci")) is None  # Jenkins' numbers are its own
