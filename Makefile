@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 INSTALL = if [ -x $(BIN)/uv ]; then $(BIN)/uv pip install --quiet --python $(BIN)/python $(1); \
           else $(BIN)/python -m pip install --quiet $(1); fi
 
-.PHONY: run test lint bench bench-quick browser clean
+.PHONY: run test lint bench bench-quick bench-inflight browser clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -48,6 +48,10 @@ bench: $(VENV)/.bench  ## every benchmark, fault run and the fuzz run; a table, 
 
 bench-quick: $(VENV)/.bench  ## the same with small counts, to try it out
 	$(BIN)/python -m bench.all --quick
+
+BUILDS ?= 10000
+bench-inflight: $(VENV)/.bench  ## BUILDS (10,000) builds waiting at once on one worker; its figures join the table
+	$(BIN)/python -m bench.inflight --builds $(BUILDS) --json bench/results/inflight-$(BUILDS).json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

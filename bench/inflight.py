@@ -99,11 +99,17 @@ def _wait_all(store: BuildStore, ids: list[str], timeout: float) -> list[Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--builds", type=int, default=1000)
-    parser.add_argument("--setup", type=float, default=240.0, help="seconds until a pod is ready")
+    parser.add_argument(
+        "--setup",
+        type=float,
+        help="seconds until a pod is ready (default: long enough "
+        "for every build to be in flight: 240 s per 1,000 builds, at least 240)",
+    )
     parser.add_argument("--processes", type=int, default=4, help="the worker's pool processes")
     parser.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "inflight.json")
     args = parser.parse_args()
-    results = run(args.builds, args.setup, args.processes)
+    setup = args.setup if args.setup is not None else max(240.0, 0.24 * args.builds)
+    results = run(args.builds, setup, args.processes)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=2))
     for key, value in results.items():

@@ -47,19 +47,32 @@ def _still_queued(store: BuildStore, record: BuildRecord, heads: dict[str, tuple
     return waiting and (oldest is None or oldest <= ticket)
 
 
+def _take_overdue(store: BuildStore, build_id: str, due: float) -> tuple[BuildRecord | None, bool]:
+    """The overdue build's record, moved to its next due time and no longer parked (the message sent
+    now is in flight: a wake-up meanwhile must not send another); and whether it was parked."""
+    parked: list[bool] = []
+
+    def unpark(record: BuildRecord) -> None:
+        parked.append(record.parked)
+        record.parked = False
+
+    record = store.update(build_id, unpark, due=due)
+    return record, bool(parked and parked[-1])
+
+
 def reconcile(app: Celery, store: BuildStore, grace: float) -> int:
     """Re-send the current step of every build whose next step is overdue; returns how many."""
     now = time.time()
     sent = 0
     heads: dict[str, tuple[bool, int | None]] = {}
     for build_id in store.overdue(now):
-        record = store.update(build_id, lambda r: None, due=now + grace)
+        record, parked = _take_overdue(store, build_id, now + grace)
         if record is None or record.complete or record.step is None:
             store.drop_due(build_id)
             continue
         if _still_queued(store, record, heads):
             continue  # behind a backlog, not lost
-        if record.parked:
+        if parked:
             log.info("build=%s step=%s parked: looking on its own", build_id, record.step)
         else:
             log.warning("build=%s step=%s overdue; sending it again", build_id, record.step)

@@ -53,14 +53,13 @@ def wake(app: Celery, store: BuildStore, build_id: str) -> bool:
     whether a message was sent.
 
     A build whose look is running right now is not parked: the wake-up is left as a mark that the
-    look takes before it parks (and then looks again at once), so it is never lost between a look
-    and its parking. Safe at any moment: a duplicate look is fenced by the record's `seq`."""
-    store.mark_woken(build_id)
-    record = store.get(build_id)
-    if record is None or record.complete or record.step is None or not record.parked:
+    look takes as it parks (and then looks again at once), so it is never lost between a look and its
+    parking. One wake-up sends at most one message, and many send one (`BuildStore.wake`)."""
+    parked = store.wake(build_id)
+    if parked is None:
         return False
-    store.take_woken(build_id)
-    send(app, record.step, build_id, record.seq, store=store)
+    step, seq = parked
+    send(app, step, build_id, seq, store=store)
     return True
 
 

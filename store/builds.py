@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 
 from pydantic import ValidationError
 from redis import Redis, WatchError
@@ -34,6 +35,15 @@ def load(build_id: str, raw: bytes | str) -> BuildRecord | None:
     except (ValidationError, ValueError) as exc:
         log.warning("build=%s its record cannot be read and is skipped: %s", build_id, str(exc)[:300])
         return None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A record as read, with the bytes it was read from: `update` given it skips parsing the record
+    again when Redis still holds those bytes (a step's look reads the record once, then writes it)."""
+
+    raw: bytes | str
+    record: BuildRecord
 
 
 class DuplicateBuild(Exception):
@@ -92,7 +102,38 @@ return ticket
 """
 
 
+# A wake-up: take the parked build's `step:seq` (the caller sends that step), or, when no step is
+# parked (a look is running), leave a mark that the look takes as it parks. One round trip, atomic,
+# so a wake-up and a look parking at the same moment send one message between them, never two or none.
+_WAKE = """
+local parked = redis.call('GET', KEYS[1])
+if parked then
+  redis.call('DEL', KEYS[1])
+  return parked
+end
+redis.call('SET', KEYS[2], '1', 'EX', ARGV[1])
+return false
+"""
+
+# A look just parked its build: if a wake-up came while it looked, take the parked step back to send.
+_UNPARK_IF_WOKEN = """
+if redis.call('GETDEL', KEYS[2]) then
+  local parked = redis.call('GET', KEYS[1])
+  redis.call('DEL', KEYS[1])
+  return parked
+end
+return false
+"""
+WOKEN_TTL = 3600
+
 DEFAULT_RETENTION = 30 * 24 * 3600
+
+
+def _parked_step(raw: bytes | str | None) -> tuple[Step, int] | None:
+    if not raw:
+        return None
+    step, _, seq = as_text(raw).partition(":")
+    return Step(step), int(seq)
 
 
 class BuildStore:
@@ -104,6 +145,8 @@ class BuildStore:
         self.retention = retention
         self._create = redis.register_script(_CREATE)
         self._mark = redis.register_script(_MARK)
+        self._wake = redis.register_script(_WAKE)
+        self._unpark_if_woken = redis.register_script(_UNPARK_IF_WOKEN)
 
     def create(
         self,
@@ -206,6 +249,12 @@ class BuildStore:
         raw = self.redis.get(keys.build(build_id))
         return None if raw is None else load(build_id, raw)
 
+    def read(self, build_id: str) -> Snapshot | None:
+        """The record with the bytes it was read from, for an `update` that follows."""
+        raw = self.redis.get(keys.build(build_id))
+        record = None if raw is None else load(build_id, raw)
+        return None if raw is None or record is None else Snapshot(raw, record)
+
     def update(
         self,
         build_id: str,
@@ -215,27 +264,39 @@ class BuildStore:
         expect_state: BuildState | None = None,
         due: float | None = None,
         admit: bool = False,
+        seen: Snapshot | None = None,
     ) -> BuildRecord | None:
         """Apply `change` atomically. Returns None when the record is gone (or unreadable), or its `seq`
         is no longer `expect_seq` (someone else moved the build on), or its state is not `expect_state`,
         in which case nothing was written. With `admit`, an unfinished build also joins its
-        repository's queue (a build released from waiting for approval)."""
+        repository's queue (a build released from waiting for approval). With `seen` (from `read`),
+        its record is changed in place when Redis still holds what it was read from."""
         key = keys.build(build_id)
         with self.redis.pipeline() as pipe:
             while True:
                 try:
                     pipe.watch(key)  # type: ignore[no-untyped-call]
                     raw = pipe.get(key)
-                    record = None if raw is None else load(build_id, raw)
+                    if seen is not None and raw == seen.raw:
+                        record: BuildRecord | None = seen.record
+                        seen = None  # a second round (the record changed meanwhile) parses it
+                    else:
+                        record = None if raw is None else load(build_id, raw)
                     if record is None:
                         return None
                     if expect_seq is not None and record.seq != expect_seq:
                         return None
                     if expect_state is not None and record.state is not expect_state:
                         return None
+                    was_parked = record.parked
                     change(record)
                     pipe.multi()
                     pipe.set(key, record.model_dump_json(), ex=self.retention)
+                    if record.parked and record.step is not None and not record.complete:
+                        parked = f"{record.step.value}:{record.seq}"
+                        pipe.set(keys.parked(build_id), parked, ex=self.retention)
+                    elif was_parked:
+                        pipe.delete(keys.parked(build_id))
                     if record.complete:
                         pipe.zrem(DUE, build_id)
                         pipe.lrem(keys.repo_queue(record.request.repo), 0, build_id)
@@ -275,12 +336,18 @@ class BuildStore:
         index = int(position)  # type: ignore[arg-type]
         return index < limit, index
 
-    def mark_woken(self, build_id: str) -> None:
-        self.redis.set(keys.woken(build_id), "1", ex=3600)
+    def wake(self, build_id: str) -> tuple[Step, int] | None:
+        """Something the build waits for happened: the (step, seq) to send when it is parked (it is no
+        longer, then), else None, and the wake-up is left for the running look to take as it parks.
+        Reads no record: the pod watch wakes builds many times a second."""
+        woken = (keys.parked(build_id), keys.woken(build_id))
+        return _parked_step(self._wake(keys=woken, args=[WOKEN_TTL]))
 
-    def take_woken(self, build_id: str) -> bool:
-        """Whether a wake-up came since the last time (and forget it)."""
-        return self.redis.getdel(keys.woken(build_id)) is not None
+    def unpark_if_woken(self, build_id: str) -> tuple[Step, int] | None:
+        """Called just after a look parked the build: the (step, seq) to send again at once when a
+        wake-up came during the look, else None (it stays parked)."""
+        woken = (keys.parked(build_id), keys.woken(build_id))
+        return _parked_step(self._unpark_if_woken(keys=woken))
 
     def first_in_line(self, repo: str, limit: int) -> list[str]:
         """The repository's first `limit` unfinished builds, in arrival order: the ones admitted now."""

@@ -29,6 +29,12 @@ def woken(build_id: str) -> str:
     return f"{PREFIX}:woken:{build_id}"
 
 
+def parked(build_id: str) -> str:
+    """string `step:seq`: the build is parked at that step with no message in flight. A wake-up takes
+    it and sends the step, so however many wake-ups come, one message goes (see `BuildStore.wake`)."""
+    return f"{PREFIX}:parked:{build_id}"
+
+
 def job_number(provider: str, job: str) -> str:
     """counter: the last build number handed out for a job of one source (numbers never repeat)."""
     return f"{PREFIX}:job:{provider}:{job}:number"

@@ -9,6 +9,7 @@ import pytest
 from redis import Redis
 
 from schemas.names import build_name
+from schemas.record import BuildRecord, Step
 from schemas.request import BuildRequest, Provider, Revision
 from schemas.settings import Settings
 from store import keys
@@ -57,3 +58,39 @@ def test_a_chosen_number_twice_is_a_duplicate_and_another_source_s_name_is_taken
         create(store, req("ci", "jenkins", number=1))
     assert store.redis.get(keys.job_number("manual", "ci")) == b"1"
     assert store.redis.get(keys.job_number("jenkins", "ci")) is None  # Jenkins' numbers are its own
+
+
+def park(store: BuildStore, build_id: str) -> tuple[Step, int]:
+    """A look that ends in Wait, as `workers.tasks.run_step` records it."""
+
+    def waits(record: BuildRecord) -> None:
+        record.seq += 1
+        record.parked = True
+
+    record = store.update(build_id, waits)
+    assert record is not None and record.step is not None
+    return record.step, record.seq
+
+
+def test_a_wake_up_takes_the_parked_step_once_however_many_come(store: BuildStore) -> None:
+    build_id = create(store, req("web", "bitbucket-cloud"))
+    assert store.wake(build_id) is None  # not parked: left for the look to take as it parks
+    parked = park(store, build_id)
+    assert store.unpark_if_woken(build_id) == parked  # that wake-up: look again at once
+    assert store.wake(build_id) is None and store.unpark_if_woken(build_id) is None
+    parked = park(store, build_id)
+    assert [store.wake(build_id) for _ in range(3)] == [parked, None, None]
+    # The later two came while the sent look was in flight: that look, if it parks, looks again once.
+    assert store.redis.exists(keys.woken(build_id)) == 1
+
+
+def test_a_build_that_moves_on_or_completes_is_no_longer_parked(store: BuildStore) -> None:
+    build_id = create(store, req("web", "bitbucket-cloud"))
+    park(store, build_id)
+
+    def moves_on(record: BuildRecord) -> None:
+        record.seq += 1
+        record.parked = False
+
+    store.update(build_id, moves_on)
+    assert store.redis.exists(keys.parked(build_id)) == 0 and store.wake(build_id) is None

@@ -20,6 +20,7 @@ from celery.utils.time import get_exponential_backoff_interval
 from dispatch.send import notify as send_notify
 from schemas.record import BuildRecord, BuildState, utcnow
 from store import keys, metrics
+from store.builds import Snapshot
 from workers.errors import TransientError
 from workers.process import ProcessResources
 
@@ -88,20 +89,20 @@ def notify(proc: ProcessResources, build_id: str, name: str, task: Task, retry: 
             return "busy"
         raise task.retry(countdown=1, max_retries=None)
     try:
-        record = store.get(build_id)
+        seen = store.read(build_id)
         if (
-            record is None
-            or not reporter.applies(record)
-            or record.reported.get(name) == reporter.says(record)
+            seen is None
+            or not reporter.applies(seen.record)
+            or seen.record.reported.get(name) == reporter.says(seen.record)
         ):
             return "nothing new"
-        return _post(proc, record, name, task, retry)
+        return _post(proc, seen, name, task, retry)
     finally:
         lock.release()
 
 
-def _post(proc: ProcessResources, record: BuildRecord, name: str, task: Task, retry: bool) -> str:
-    settings, redis = proc.settings, proc.store.redis
+def _post(proc: ProcessResources, seen: Snapshot, name: str, task: Task, retry: bool) -> str:
+    settings, redis, record = proc.settings, proc.store.redis, seen.record
     try:
         note = proc.reporters[name].report(record)
     except TransientError as exc:
@@ -118,9 +119,9 @@ def _post(proc: ProcessResources, record: BuildRecord, name: str, task: Task, re
         log.error("build=%s reporter=%s gave up after %d tries: %s", record.id, name, tries + 1, exc)
         return "gave up"
     state = proc.reporters[name].says(record)
-    proc.store.update(record.id, _remember(name, state))
-    # From webhook to INPROGRESS: podci's own delay, so not for a build that waited for a person's approval.
     started = record.state in (BuildState.queued, BuildState.running)
+    proc.store.update(record.id, _remember(name, state), seen=seen)
+    # From webhook to INPROGRESS: podci's own delay, so not for a build that waited for a person's approval.
     if started and record.request.provider != "manual" and not record.approved_by:
         waited = (utcnow() - record.created).total_seconds()
         metrics.observe(redis, "webhook_to_inprogress_seconds", name, waited)

@@ -88,7 +88,8 @@ def _admission(store: BuildStore, settings: Settings, record: BuildRecord) -> Wa
 
 def run_step(app: Celery, proc: ProcessResources, step: Step, build_id: str, seq: int, task: Task) -> str:
     store, settings = proc.store, proc.settings
-    record = store.get(build_id)
+    seen = store.read(build_id)
+    record = None if seen is None else seen.record
     if record is None or record.complete or record.seq != seq or record.step != step:
         return "stale"
     early: Outcome | None = pipeline.cancel_outcome(record, step) or _admission(store, settings, record)
@@ -96,9 +97,10 @@ def run_step(app: Celery, proc: ProcessResources, step: Step, build_id: str, seq
     if early is None and record.state is BuildState.queued:
         # The build's first step: show it running while it runs (its INPROGRESS went out at intake).
         # Later steps are marked running by the write that records their outcome: one write a look.
-        record = store.update(build_id, lambda r: pipeline.start(r, step, looked), expect_seq=seq)
+        record = store.update(build_id, lambda r: pipeline.start(r, step, looked), expect_seq=seq, seen=seen)
         if record is None:
             return "stale"
+        seen = None
         notify_all(app, proc, record)
     if early is not None:
         outcome: Outcome = early
@@ -113,7 +115,11 @@ def run_step(app: Celery, proc: ProcessResources, step: Step, build_id: str, seq
         due = time.time() + settings.stall_grace
     started = None if early is not None else looked
     moved = store.update(
-        build_id, lambda r: pipeline.apply(r, step, outcome, utcnow(), started), expect_seq=seq, due=due
+        build_id,
+        lambda r: pipeline.apply(r, step, outcome, utcnow(), started),
+        expect_seq=seq,
+        due=due,
+        seen=seen,
     )
     if moved is None:
         if not isinstance(outcome, Wait):
@@ -135,8 +141,10 @@ def run_step(app: Celery, proc: ProcessResources, step: Step, build_id: str, seq
         metrics.record_completion(store.redis, moved, settings.backend)
         notify_all(app, proc, moved)  # the final state
         wake_admitted(app, store, moved.request.repo, settings.repo_concurrency)
-    elif moved.step is not None and (not moved.parked or store.take_woken(build_id)):
+    elif moved.step is not None and not moved.parked:
         send(app, moved.step, build_id, moved.seq, store=store)
+    elif (woken := store.unpark_if_woken(build_id)) is not None:
+        send(app, woken[0], build_id, woken[1], store=store)
     return type(outcome).__name__.lower()
 
 
