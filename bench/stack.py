@@ -243,13 +243,20 @@ class Stack:
         return self.redis.client()
 
 
+def _terminate(*_: object) -> None:
+    """Unwind once: `timeout` and a process-group kill deliver SIGTERM twice, and a second exit in the
+    middle of the clean-up left a half-stopped stack waiting on a server thread for good."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    sys.exit(143)
+
+
 @contextmanager
 def stack(work: Path, *, fsync: str = "always", extra_env: dict[str, str] | None = None,
           serve_api: bool = True) -> Iterator[Stack]:  # fmt: skip
     """Redis, the fake cluster, the stand-in and `podci serve` (workers: `Stack.start_workers`)."""
     # A SIGTERM (timeout, kill) must unwind through the clean-up below: the children run in sessions
     # of their own and would otherwise outlive the run.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGTERM, _terminate)
     redis = RedisServer(work / "redis", fsync=fsync)
     redis.start()
     cluster = FakeCluster(validate=True)
