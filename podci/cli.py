@@ -367,6 +367,7 @@ def serve(host: str, port: int, log_level: str, workers: int) -> None:
     """The webhook receiver: POST /hooks/bitbucket and /hooks/jenkins (needs PODCI_REDIS_URL)."""
     import uvicorn
 
+    from podci.http_protocol import CappedHttpToolsProtocol
     from podci.server import create_app
 
     settings = load_settings()
@@ -374,13 +375,13 @@ def serve(host: str, port: int, log_level: str, workers: int) -> None:
     # One process serves the app built here. Several need an import path instead: each worker builds
     # its own app (and its own Redis and broker connections) from the environment checked above.
     app = create_app(settings) if workers == 1 else "podci.server:app_from_environment"
-    # h11, not httptools: it refuses a request line and headers over PODCI_MAX_HEADER_BYTES with a 400
-    # before reading on (httptools has no such limit). The client address is the TCP peer's, never a
-    # forwarded one: a trusted proxy (PODCI_TRUSTED_PROXIES) is known by its own address.
+    # httptools, capped: a request line and headers over PODCI_MAX_HEADER_BYTES get a 431 before more
+    # is read (podci.http_protocol). The client address is the TCP peer's, never a forwarded one: a
+    # trusted proxy (PODCI_TRUSTED_PROXIES) is known by its own address.
     uvicorn.run(
         app, factory=workers > 1, workers=workers, host=host, port=port, log_level=log_level,
-        access_log=False, http="h11", h11_max_incomplete_event_size=settings.max_header_bytes,
-        proxy_headers=False,
+        access_log=False, http=CappedHttpToolsProtocol,
+        h11_max_incomplete_event_size=settings.max_header_bytes, proxy_headers=False,
     )  # fmt: skip
 
 

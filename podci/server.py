@@ -36,8 +36,8 @@ RETRY_AFTER = 10
 
 
 class HeaderCap:
-    """431 for a request whose line and headers pass `limit` bytes. uvicorn's h11 parser (see `podci
-    serve`) already stops reading a little past the limit; this makes the limit exact."""
+    """431 for a request whose line and headers pass `limit` bytes. `podci serve`'s protocol
+    (`podci.http_protocol`) already stops reading a little past the limit; this makes the limit exact."""
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app, self.limit = app, limit
