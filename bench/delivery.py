@@ -35,6 +35,7 @@ from testkit.gitrepo import Repo
 from workers import gitops
 from workers.backends.kubernetes.api import KubeApi
 from workers.backends.kubernetes.names import BUNDLE, CHECKOUT_CONTAINER, CHECKOUT_SCRIPT, RECEIVE_SCRIPT
+from workers.backends.kubernetes.objects import PODCI_SECURITY
 
 RESULTS = Path(__file__).parent / "results"
 NAMESPACE = "podci-builds"
@@ -55,13 +56,15 @@ def waiting_pod(name: str, commit: str) -> dict[str, Any]:
            {"name": "CODE_WAIT", "value": "600"}]  # fmt: skip
     mounts = [{"name": "ws", "mountPath": "/workspace"}]
     labels = {"podci.io/build": name, "app.kubernetes.io/managed-by": "podci"}
-    checkout = {"name": CHECKOUT_CONTAINER, "image": "alpine/git:2.45.2",
+    # The bench's namespace enforces Pod Security `restricted`, as podci's own pods meet it.
+    checkout = {"name": CHECKOUT_CONTAINER, "image": "alpine/git:2.45.2", "securityContext": PODCI_SECURITY,
                 "command": ["sh", "-c", CHECKOUT_SCRIPT], "env": env, "volumeMounts": mounts}  # fmt: skip
     tests = {
         "name": "tests",
         "image": "alpine:3.20",
         "command": ["sleep", "infinity"],
         "volumeMounts": mounts,
+        "securityContext": PODCI_SECURITY,
     }
     return {
         "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": labels},

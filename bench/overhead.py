@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +49,10 @@ def tasks_in(log: Path, since: int = 0) -> Counter[str]:
     )
 
 
-def measure_podci(built: Stack, builds: int, timeout: float = 600) -> dict[str, Any]:
+def measure_podci(
+    built: Stack, builds: int, timeout: float = 600, warmed: Callable[[], None] | None = None
+) -> dict[str, Any]:
+    """`warmed`: called after the warm-up builds, before the measured ones (to change the cluster)."""
     built.start_workers(1, 2)
     group, store = built.workers[0], BuildStore(built.store_client())
     branches = [
@@ -58,6 +62,8 @@ def measure_podci(built: Stack, builds: int, timeout: float = 600) -> dict[str, 
         warm = [send(client, built, 50_000 + n, branches[n])[1] for n in range(2)]
         wait_final(store, warm, 120)
         time.sleep(2)  # the warm-up's trailing tasks (stale re-looks) out of the window
+        if warmed is not None:
+            warmed()
         assert group.proc is not None
         (own0, git0), redis0, since = group_cpu(group.proc.pid), built.redis.cpu(), group.log.stat().st_size
         start = time.perf_counter()
