@@ -401,8 +401,10 @@ def test_a_waiting_build_is_looked_at_only_when_woken(kube: Kube) -> None:
     )
     done = [wait_for(kube.store, start(kube, n).id, timeout=120) for n in (short, long)]
     assert [r.state for r in done] == [BuildState.succeeded] * 2
+    # The tests' step waits once (and once more only if a wake-up came during that look), whether the
+    # tests take 1 s or 20 s; a 1 s run on a busy machine may even end before the step first asks (0).
     looks = [r.step_record("run_tests").checks for r in done]
-    assert looks[0] == looks[1] and looks[1] <= 2, looks
+    assert all(n <= 2 for n in looks), looks
     # one look per decision-relevant change of the pod (scheduled, code delivered, ready), not per second
     assert all(r.step_record("wait_setup").checks <= 10 for r in done), [
         r.step_record("wait_setup") for r in done
