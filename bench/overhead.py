@@ -50,9 +50,15 @@ def tasks_in(log: Path, since: int = 0) -> Counter[str]:
 
 
 def measure_podci(
-    built: Stack, builds: int, timeout: float = 600, warmed: Callable[[], None] | None = None
+    built: Stack,
+    builds: int,
+    timeout: float = 600,
+    warmed: Callable[[], None] | None = None,
+    idle: float = 0.0,
 ) -> dict[str, Any]:
-    """`warmed`: called after the warm-up builds, before the measured ones (to change the cluster)."""
+    """`warmed`: called after the warm-up builds, before the measured ones (to change the cluster).
+    `idle`: seconds to measure the stack with no build first (heartbeats, the reconciler's passes): the
+    `idle_*_per_s` rates, which a caller comparing runs of different lengths takes off each run."""
     built.start_workers(1, 2)
     group, store = built.workers[0], BuildStore(built.store_client())
     branches = [
@@ -65,6 +71,7 @@ def measure_podci(
         if warmed is not None:
             warmed()
         assert group.proc is not None
+        rates = _idle_rates(built, idle) if idle > 0 else {}
         (own0, git0), redis0, since = group_cpu(group.proc.pid), built.redis.cpu(), group.log.stat().st_size
         start = time.perf_counter()
         ids = [send(client, built, n + 1, branches[n + 2])[1] for n in range(builds)]
@@ -72,6 +79,7 @@ def measure_podci(
         wall = time.perf_counter() - start
         time.sleep(2)  # let the last re-looks run: they are part of what a build costs
     (own1, git1), redis1, tasks = group_cpu(group.proc.pid), built.redis.cpu(), tasks_in(group.log, since)
+    window = time.perf_counter() - start
     group.stop()
     built.workers.clear()
     ok = sum(r.state.value == "succeeded" for r in records)
@@ -86,6 +94,22 @@ def measure_podci(
         "git_cpu_s_per_build": (git1 - git0) / builds,
         "redis_cpu_s_per_build": (redis1 - redis0) / builds,
         "tasks_per_build_by_name": {name: round(n / builds, 2) for name, n in tasks.most_common()},
+        "window_s": window,
+        **rates,
+    }
+
+
+def _idle_rates(built: Stack, seconds: float) -> dict[str, float]:
+    """What the worker group and Redis cost per second with nothing to build."""
+    group = built.workers[0]
+    assert group.proc is not None
+    (own0, _), redis0, since = group_cpu(group.proc.pid), built.redis.cpu(), group.log.stat().st_size
+    time.sleep(seconds)
+    (own1, _), redis1, tasks = group_cpu(group.proc.pid), built.redis.cpu(), tasks_in(group.log, since)
+    return {
+        "idle_worker_cpu_s_per_s": (own1 - own0) / seconds,
+        "idle_redis_cpu_s_per_s": (redis1 - redis0) / seconds,
+        "idle_tasks_per_s": sum(tasks.values()) / seconds,
     }
 
 
