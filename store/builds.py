@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 from redis import Redis, WatchError
+from redis.client import Pipeline
 
 from schemas.names import build_name
 from schemas.record import BuildRecord, BuildState, Step, StepRecord
@@ -288,15 +289,11 @@ class BuildStore:
                         return None
                     if expect_state is not None and record.state is not expect_state:
                         return None
-                    was_parked = record.parked
+                    was_parked, seq = record.parked, record.seq
                     change(record)
                     pipe.multi()
                     pipe.set(key, record.model_dump_json(), ex=self.retention)
-                    if record.parked and record.step is not None and not record.complete:
-                        parked = f"{record.step.value}:{record.seq}"
-                        pipe.set(keys.parked(build_id), parked, ex=self.retention)
-                    elif was_parked:
-                        pipe.delete(keys.parked(build_id))
+                    self._park(pipe, record, was_parked, seq)
                     if record.complete:
                         pipe.zrem(DUE, build_id)
                         pipe.lrem(keys.repo_queue(record.request.repo), 0, build_id)
@@ -312,6 +309,18 @@ class BuildStore:
                     return record
                 except WatchError:
                     continue
+
+    def _park(self, pipe: Pipeline, record: BuildRecord, was_parked: bool, seq: int) -> None:
+        """The parked step's key follows the record: written when a look parks the build (a new
+        `seq`), removed when it is no longer parked. A change to a build parked already (a report
+        remembered, a cancel asked) leaves it alone: a wake-up may have taken it, and writing it again
+        would let the next wake-up send a second message for the same look."""
+        now_parked = record.parked and record.step is not None and not record.complete
+        if now_parked and not (was_parked and record.seq == seq):
+            assert record.step is not None
+            pipe.set(keys.parked(record.id), f"{record.step.value}:{record.seq}", ex=self.retention)
+        elif was_parked and not now_parked:
+            pipe.delete(keys.parked(record.id))
 
     def approve(self, build_id: str, by: str, due: float) -> BuildRecord | None:
         """A build waiting for approval becomes `queued`: due (the caller sends its first step; if it

@@ -94,3 +94,17 @@ def test_a_build_that_moves_on_or_completes_is_no_longer_parked(store: BuildStor
 
     store.update(build_id, moves_on)
     assert store.redis.exists(keys.parked(build_id)) == 0 and store.wake(build_id) is None
+
+
+def test_a_report_remembered_while_parked_does_not_give_a_taken_step_back(store: BuildStore) -> None:
+    """A wake-up took the parked step (its message is in flight); a change that is not a look (a status
+    remembered, a cancel asked) must not park it again, or the next wake-up sends the same look twice."""
+    build_id = create(store, req("web", "bitbucket-cloud"))
+    parked = park(store, build_id)
+    assert store.wake(build_id) == parked
+
+    def remember(record: BuildRecord) -> None:
+        record.reported["bitbucket-cloud"] = "INPROGRESS"
+
+    store.update(build_id, remember)
+    assert store.wake(build_id) is None
