@@ -19,10 +19,13 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 DEFAULT_LIMIT = 64 * 1024
 
 
+def too_large(limit: int) -> str:
+    """The 431's sentence, here and from `podci.server.HeaderCap`."""
+    return f"the request's headers are larger than {limit} bytes (PODCI_MAX_HEADER_BYTES)"
+
+
 def refusal(limit: int) -> bytes:
-    body = json.dumps(
-        {"error": f"the request's headers are larger than {limit} bytes (PODCI_MAX_HEADER_BYTES)"}
-    ).encode()
+    body = json.dumps({"error": too_large(limit)}).encode()
     head = (
         "HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n"
         f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"

@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from dispatch.app import make_app
 from events import receiver
 from events.intake import Intake
+from podci.http_protocol import too_large
 from schemas.public import Redactor
 from schemas.settings import Settings
 from store.builds import BuildStore
@@ -47,9 +48,7 @@ class HeaderCap:
             size = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"")
             size += sum(len(name) + len(value) + 4 for name, value in scope["headers"])
             if size > self.limit:
-                sentence = (
-                    f"the request's headers are larger than {self.limit} bytes (PODCI_MAX_HEADER_BYTES)"
-                )
+                sentence = too_large(self.limit)
                 await JSONResponse({"error": sentence}, status_code=431)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
