@@ -247,8 +247,8 @@ class BuildStore:
 
     def get(self, build_id: str) -> BuildRecord | None:
         """The record; None when there is none or it cannot be read (see `load`)."""
-        raw = self.redis.get(keys.build(build_id))
-        return None if raw is None else load(build_id, raw)
+        seen = self.read(build_id)
+        return None if seen is None else seen.record
 
     def read(self, build_id: str) -> Snapshot | None:
         """The record with the bytes it was read from, for an `update` that follows."""
