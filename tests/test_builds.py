@@ -20,7 +20,7 @@ from schemas.request import BuildRequest, Revision
 from schemas.settings import Settings
 from store.builds import DUE, BuildStore
 from testkit.gitrepo import Repo
-from tests.helpers import Worker, leftovers, wait_for
+from tests.helpers import Worker, leftovers, wait_for, wait_until
 from tests.test_webhooks import other_db
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -267,31 +267,36 @@ def test_worker_killed_mid_build_then_restarted_finishes(
     assert leftovers(settings.state_dir, done) == []
 
 
-EXEC_PROBE_POD = """\
-containers:
-  - name: tests
-    image: none
-    command:
-      - python3
-      - -c
-      - "import pathlib, signal, time; time.sleep(1); pathlib.Path('.warm').touch(); signal.pause()"
-    readinessProbe:
-      exec:
-        command: [test, -f, .warm]
-"""
+def exec_probe_pod(gate: Path) -> str:
+    """A container that becomes ready (its exec probe passes) only once the test opens `gate`."""
+    script = (
+        f"import os, pathlib, signal, time\nwhile not os.path.exists({str(gate)!r}): time.sleep(0.1)\n"
+        "pathlib.Path('.warm').touch(); signal.pause()"
+    )
+    container = {"name": "tests", "image": "none", "command": ["python3", "-c", script],
+                 "readinessProbe": {"exec": {"command": ["test", "-f", ".warm"]}}}  # fmt: skip
+    return yaml.safe_dump({"containers": [container]})
 
 
 def test_setup_waits_for_an_exec_readiness_probe(app, store, settings, tmp_path) -> None:
     config = "test:\n  container: tests\n  command: [test, -f, .warm]\nsetup:\n  ready: true\n"
-    repo = Repo(
-        tmp_path / "exec", {".podci.yml": config, ".podci/pod.yaml": EXEC_PROBE_POD}, from_example=False
-    )
-    record = build(app, store, settings, request(repo.path, "main", target=None))
+    gate = tmp_path / "warm-gate"
+    files = {".podci.yml": config, ".podci/pod.yaml": exec_probe_pod(gate)}
+    repo = Repo(tmp_path / "exec", files, from_example=False)
+    started = submit(app, store, settings, request(repo.path, "main", target=None))
+    wait_until(lambda: _looked_at_setup(store, started.id))  # the probe failed: not ready yet
+    gate.touch()
+    record = wait_for(store, started.id)
     assert record.state is BuildState.succeeded, record.reason
     setup = record.step_record("wait_setup")
     assert setup.detail == "all containers ready"
-    assert setup.checks >= 1  # the probe failed at least once before the file appeared
+    assert setup.checks >= 1
     assert leftovers(settings.state_dir, record) == []
+
+
+def _looked_at_setup(store: BuildStore, build_id: str) -> bool:
+    record = store.get(build_id)
+    return record is not None and record.step_record("wait_setup").checks >= 1
 
 
 JUNIT_CONFIG = """\
