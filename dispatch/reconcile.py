@@ -25,6 +25,8 @@ from schemas.record import BuildRecord
 from store.builds import BuildStore
 
 log = logging.getLogger("podci.pipeline")
+_BATCH = 500  # overdue builds read at a time
+_MOST_BATCHES = 40  # a pass ends after this many, however many are overdue: the next pass goes on
 
 
 def _still_queued(store: BuildStore, record: BuildRecord, heads: dict[str, tuple[bool, int | None]]) -> bool:
@@ -60,17 +62,40 @@ def _take_overdue(store: BuildStore, build_id: str, due: float) -> tuple[BuildRe
     return record, bool(parked and parked[-1])
 
 
-def reconcile(app: Celery, store: BuildStore, grace: float) -> int:
-    """Re-send the current step of every build whose next step is overdue; returns how many."""
-    now = time.time()
-    sent = 0
+def reconcile(app: Celery, store: BuildStore, grace: float, safety: float = 60.0) -> int:
+    """Re-send the current step of every build whose next step is overdue; returns how many.
+
+    A parked build's safety look is first asked of Redis (`BuildStore.look_quietly`): when what its
+    last look rested on is unchanged, the look would decide the same and no message is sent, so a
+    build waiting an hour costs a few Redis commands a minute, not a task. Overdue builds come in
+    batches; a pass goes on while a batch moved every build on (a batch of builds left alone, still
+    queued, ends it)."""
+    now, sent = time.time(), 0
     heads: dict[str, tuple[bool, int | None]] = {}
-    for build_id in store.overdue(now):
-        record, parked = _take_overdue(store, build_id, now + grace)
+    for _ in range(_MOST_BATCHES):
+        overdue = store.overdue(now, _BATCH)
+        quiet = store.look_quietly(overdue, now, safety)
+        loud = [build_id for build_id in overdue if build_id not in quiet]
+        resent, left = _resend(app, store, loud, now + grace, heads)
+        sent += resent
+        if len(overdue) < _BATCH or left:
+            break
+    return sent
+
+
+def _resend(
+    app: Celery, store: BuildStore, overdue: list[str], due: float, heads: dict[str, tuple[bool, int | None]]
+) -> tuple[int, int]:
+    """Send each overdue build's step again; returns how many were sent and how many were left alone
+    (still queued behind a backlog)."""
+    sent = left = 0
+    for build_id in overdue:
+        record, parked = _take_overdue(store, build_id, due)
         if record is None or record.complete or record.step is None:
             store.drop_due(build_id)
             continue
         if _still_queued(store, record, heads):
+            left += 1
             continue  # behind a backlog, not lost
         if parked:
             log.info("build=%s step=%s parked: looking on its own", build_id, record.step)
@@ -78,4 +103,4 @@ def reconcile(app: Celery, store: BuildStore, grace: float) -> int:
             log.warning("build=%s step=%s overdue; sending it again", build_id, record.step)
         send(app, record.step, build_id, record.seq, store=store)
         sent += 1
-    return sent
+    return sent, left

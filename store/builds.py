@@ -127,14 +127,38 @@ return false
 """
 WOKEN_TTL = 3600
 
+# A parked build's safety look, answered in Redis: while the build is still parked with a sign (a look
+# whose answer rested on its wake source alone), before its budget's deadline, and the wake source's
+# sign is still the one the look saw, the look would decide the same: only its due time moves on.
+# Returns 1 then; 0 means the look must run.
+_QUIET_LOOK = """
+local parked = redis.call('GET', KEYS[1])
+if not parked then return 0 end
+local sign, ends = string.match(parked, '^%S+ (%S+) (%S+)$')
+if not sign then return 0 end
+local now, deadline = tonumber(ARGV[2]), tonumber(ends)
+if not deadline or now >= deadline or redis.call('GET', KEYS[2]) ~= sign then return 0 end
+redis.call('ZADD', KEYS[3], 'XX', math.min(now + tonumber(ARGV[3]), deadline), ARGV[1])
+return 1
+"""
+
 DEFAULT_RETENTION = 30 * 24 * 3600
 
 
 def _parked_step(raw: bytes | str | None) -> tuple[Step, int] | None:
     if not raw:
         return None
-    step, _, seq = as_text(raw).partition(":")
+    step, _, seq = as_text(raw).split(" ", 1)[0].partition(":")
     return Step(step), int(seq)
+
+
+@dataclass(frozen=True)
+class Sign:
+    """What a parked look's answer rested on (`keys.wait_sign`), good until `deadline` (the end of its
+    step's budget, when a real look must run)."""
+
+    sign: str
+    deadline: float
 
 
 class BuildStore:
@@ -148,6 +172,7 @@ class BuildStore:
         self._mark = redis.register_script(_MARK)
         self._wake = redis.register_script(_WAKE)
         self._unpark_if_woken = redis.register_script(_UNPARK_IF_WOKEN)
+        self._quiet_look = redis.register_script(_QUIET_LOOK)
 
     def create(
         self,
@@ -266,12 +291,14 @@ class BuildStore:
         due: float | None = None,
         admit: bool = False,
         seen: Snapshot | None = None,
+        sign: Sign | None = None,
     ) -> BuildRecord | None:
         """Apply `change` atomically. Returns None when the record is gone (or unreadable), or its `seq`
         is no longer `expect_seq` (someone else moved the build on), or its state is not `expect_state`,
         in which case nothing was written. With `admit`, an unfinished build also joins its
         repository's queue (a build released from waiting for approval). With `seen` (from `read`),
-        its record is changed in place when Redis still holds what it was read from."""
+        its record is changed in place when Redis still holds what it was read from. A look that
+        parks the build keeps its `sign` with it (`look_quietly`)."""
         key = keys.build(build_id)
         with self.redis.pipeline() as pipe:
             while True:
@@ -293,7 +320,7 @@ class BuildStore:
                     change(record)
                     pipe.multi()
                     pipe.set(key, record.model_dump_json(), ex=self.retention)
-                    self._park(pipe, record, was_parked, seq)
+                    self._park(pipe, record, was_parked, seq, sign)
                     if record.complete:
                         pipe.zrem(DUE, build_id)
                         pipe.lrem(keys.repo_queue(record.request.repo), 0, build_id)
@@ -310,17 +337,29 @@ class BuildStore:
                 except WatchError:
                     continue
 
-    def _park(self, pipe: Pipeline, record: BuildRecord, was_parked: bool, seq: int) -> None:
+    def _park(
+        self, pipe: Pipeline, record: BuildRecord, was_parked: bool, seq: int, sign: Sign | None
+    ) -> None:
         """The parked step's key follows the record: written when a look parks the build (a new
         `seq`), removed when it is no longer parked. A change to a build parked already (a report
         remembered, a cancel asked) leaves it alone: a wake-up may have taken it, and writing it again
-        would let the next wake-up send a second message for the same look."""
+        would let the next wake-up send a second message for the same look (a cancel only drops the
+        look's sign, and only from a key still there)."""
         now_parked = record.parked and record.step is not None and not record.complete
         if now_parked and not (was_parked and record.seq == seq):
             assert record.step is not None
-            pipe.set(keys.parked(record.id), f"{record.step.value}:{record.seq}", ex=self.retention)
+            value = f"{record.step.value}:{record.seq}"
+            if sign is not None:
+                value += f" {sign.sign} {sign.deadline:.3f}"
+            pipe.set(keys.parked(record.id), value, ex=self.retention)
         elif was_parked and not now_parked:
             pipe.delete(keys.parked(record.id))
+        elif now_parked and record.cancel_requested:
+            # A cancel changes what the next look decides, and no wake source signs it: its sign goes
+            # (when a wake-up has not taken the key meanwhile), so the safety look runs if the
+            # wake-up that follows a cancel was lost.
+            assert record.step is not None
+            pipe.set(keys.parked(record.id), f"{record.step.value}:{record.seq}", xx=True, keepttl=True)
 
     def approve(self, build_id: str, by: str, due: float) -> BuildRecord | None:
         """A build waiting for approval becomes `queued`: due (the caller sends its first step; if it
@@ -357,6 +396,16 @@ class BuildStore:
         wake-up came during the look, else None (it stays parked)."""
         woken = (keys.parked(build_id), keys.woken(build_id))
         return _parked_step(self._unpark_if_woken(keys=woken))
+
+    def look_quietly(self, build_ids: list[str], now: float, safety: float) -> set[str]:
+        """The overdue builds whose safety look Redis answered (`_QUIET_LOOK`): their due time moved on
+        and no message is needed. One round trip for all of them."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            for build_id in build_ids:
+                names = (keys.parked(build_id), keys.wait_sign(build_id), DUE)
+                self._quiet_look(keys=names, args=[build_id, now, safety], client=pipe)
+            answers = pipe.execute()
+        return {build_id for build_id, quiet in zip(build_ids, answers, strict=True) if quiet}
 
     def first_in_line(self, repo: str, limit: int) -> list[str]:
         """The repository's first `limit` unfinished builds, in arrival order: the ones admitted now."""

@@ -31,8 +31,16 @@ def woken(build_id: str) -> str:
 
 def parked(build_id: str) -> str:
     """string `step:seq`: the build is parked at that step with no message in flight. A wake-up takes
-    it and sends the step, so however many wake-ups come, one message goes (see `BuildStore.wake`)."""
+    it and sends the step, so however many wake-ups come, one message goes (see `BuildStore.wake`).
+    A look whose answer rested on what its wake source signs adds ` sign until` (`wait_sign`)."""
     return f"{PREFIX}:parked:{build_id}"
+
+
+def wait_sign(build_id: str) -> str:
+    """string: what a waiting build's wake source last saw, as it signs it (the Kubernetes watch:
+    `pod:digest` of the build's newest pod, `pod_state.sign_of`). While it equals the sign its parked
+    look kept, a safety look would decide the same: `BuildStore.look_quietly`."""
+    return f"{PREFIX}:wait-sign:{build_id}"
 
 
 def job_number(provider: str, job: str) -> str:
@@ -66,6 +74,12 @@ def dedupe(key: str) -> str:
 def report_lock(build_id: str, reporter: str) -> str:
     """lock: one post at a time per (build, reporter)."""
     return f"{PREFIX}:lock:notify:{build_id}:{reporter}"
+
+
+def report_sending(build_id: str, reporter: str) -> str:
+    """string: the state a post of (build, reporter) was sending when last tried. When the record does
+    not say it was shown, that post's answer was lost: the next one asks the other end first."""
+    return f"{PREFIX}:sending:{build_id}:{reporter}"
 
 
 # --- metrics (store/metrics.py) ------------------------------------------------------------------------

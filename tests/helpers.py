@@ -6,10 +6,15 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from types import TracebackType
+from typing import Any, TypeVar
+
+from celery import Celery
 
 from podci.embedded import stop_process_group
 from schemas.record import BuildRecord
@@ -104,3 +109,46 @@ def leftovers(state_dir: Path, record: BuildRecord) -> list[str]:
     if ports.exists():
         left += [f"port lease {p.name}" for p in ports.iterdir() if p.read_text() == record.name]
     return left
+
+
+class TaskMessages:
+    """Every task message a worker receives, as Celery's own `task-received` events report it (the
+    events Flower shows): what a build cost in messages, counted by the worker, not by podci."""
+
+    def __init__(self, app: Celery) -> None:
+        self.app, self.lock = app, threading.Lock()
+        self.seen: list[tuple[str, str]] = []  # (task name, repr of its args)
+        self.ready, self.thread = threading.Event(), threading.Thread(target=self._capture, daemon=True)
+        self.receiver: Any = None
+
+    def __enter__(self) -> TaskMessages:
+        self.thread.start()
+        assert self.ready.wait(30), "the event receiver did not start"
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.receiver.should_stop = True
+        self.thread.join(10)
+
+    def _capture(self) -> None:
+        messages = self
+
+        class Receiver(self.app.events.Receiver):  # type: ignore[misc, name-defined]
+            def on_consume_ready(self, *args: Any, **kwargs: Any) -> None:
+                super().on_consume_ready(*args, **kwargs)
+                messages.ready.set()
+
+        with self.app.connection_for_read() as connection:
+            self.receiver = Receiver(connection, handlers={"task-received": self._received})
+            self.receiver.capture(limit=None, timeout=None, wakeup=False)
+
+    def _received(self, event: dict[str, Any]) -> None:
+        with self.lock:
+            self.seen.append((str(event.get("name")), str(event.get("args"))))
+
+    def of(self, build_id: str) -> Counter[str]:
+        """Messages per task name whose first argument is the build."""
+        with self.lock:
+            return Counter(name for name, args in self.seen if args.startswith(f"['{build_id}'"))

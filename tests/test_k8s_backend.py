@@ -29,7 +29,7 @@ from store.builds import BuildStore
 from testkit.fake_k8s import FakeCluster, core_v1, serve, write_kubeconfig
 from testkit.gitrepo import Repo
 from tests.conftest import FAST
-from tests.helpers import Worker, wait_for, wait_until
+from tests.helpers import TaskMessages, Worker, wait_for, wait_until
 from tests.test_k8s_objects import context
 from tests.test_webhooks import other_db
 from workers.backends.kubernetes.names import BUILD_LABEL, CHECKOUT_CONTAINER, MANAGED_BY
@@ -67,6 +67,9 @@ def kube(
             # long enough that a busy machine does not make the reconciler re-send steps (and so
             # add requests the request-count test would see), short enough for the kill test
             "PODCI_STALL_GRACE": "10",
+            # a safety look every 3 s: the builds here wait longer than that, so each safety look is
+            # exercised (and must cost no message while nothing changed)
+            "PODCI_SAFETY_LOOK": "3",
         }  # fmt: skip
         redis = Redis.from_url(configured.require_redis_url())
         redis.flushdb()
@@ -393,16 +396,21 @@ def test_teardown_with_unreadable_logs_deletes_everything_anyway(kube: Kube) -> 
 
 
 def test_a_waiting_build_is_looked_at_only_when_woken(kube: Kube) -> None:
-    """Parked builds cost nothing while they wait: the tests' look runs when the tests start and when
-    the agent ends, however long they run, never on a timer in between (the safety look is a minute)."""
+    """Parked builds cost nothing while they wait: the tests' step gets a message when the tests start
+    and when the agent ends, however long they run. The safety look (every 3 s here) finds the pod as
+    its last look saw it, in Redis, and sends no message; counted from the worker's own events."""
     short, long = (
         new_build(kube, "k8s-short-wait", test_duration=1),
         new_build(kube, "k8s-long-wait", test_duration=20),
     )
-    done = [wait_for(kube.store, start(kube, n).id, timeout=120) for n in (short, long)]
+    with TaskMessages(kube.app) as messages:
+        done = [wait_for(kube.store, start(kube, n).id, timeout=120) for n in (short, long)]
     assert [r.state for r in done] == [BuildState.succeeded] * 2
-    # The tests' step waits once (and once more only if a wake-up came during that look), whether the
-    # tests take 1 s or 20 s; a 1 s run on a busy machine may even end before the step first asks (0).
+    # The tests' step gets one message when setup completes and one when the agent ends (one more
+    # only if a wake-up came during a look), whether the tests take 1 s or 20 s: six safety looks of
+    # the long one found nothing new. A 1 s run on a busy machine may even end before the first look.
+    sent = [messages.of(r.id)["podci.run_tests"] for r in done]
+    assert all(1 <= n <= 3 for n in sent), sent
     looks = [r.step_record("run_tests").checks for r in done]
     assert all(n <= 2 for n in looks), looks
     # one look per decision-relevant change of the pod (scheduled, code delivered, ready), not per second

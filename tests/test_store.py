@@ -13,7 +13,7 @@ from schemas.record import BuildRecord, Step
 from schemas.request import BuildRequest, Provider, Revision
 from schemas.settings import Settings
 from store import keys
-from store.builds import BuildStore, DuplicateBuild, NameTaken
+from store.builds import DUE, BuildStore, DuplicateBuild, NameTaken, Sign
 from tests.test_webhooks import other_db
 
 
@@ -60,14 +60,16 @@ def test_a_chosen_number_twice_is_a_duplicate_and_another_source_s_name_is_taken
     assert store.redis.get(keys.job_number("jenkins", "ci")) is None  # Jenkins' numbers are its own
 
 
-def park(store: BuildStore, build_id: str) -> tuple[Step, int]:
+def park(
+    store: BuildStore, build_id: str, sign: Sign | None = None, due: float | None = None
+) -> tuple[Step, int]:
     """A look that ends in Wait, as `workers.tasks.run_step` records it."""
 
     def waits(record: BuildRecord) -> None:
         record.seq += 1
         record.parked = True
 
-    record = store.update(build_id, waits)
+    record = store.update(build_id, waits, sign=sign, due=due)
     assert record is not None and record.step is not None
     return record.step, record.seq
 
@@ -108,3 +110,43 @@ def test_a_report_remembered_while_parked_does_not_give_a_taken_step_back(store:
 
     store.update(build_id, remember)
     assert store.wake(build_id) is None
+
+
+NOW, SAFETY = 1_000_000.0, 60.0
+
+
+@pytest.mark.parametrize(
+    ("looked", "source", "deadline", "quiet"),
+    [
+        ("pod-1:aa", "pod-1:aa", NOW + 600, True),  # nothing changed: the look would decide the same
+        ("pod-1:aa", "pod-1:bb", NOW + 600, False),  # the pod changed (its wake-up may be lost)
+        ("pod-1:aa", "pod-1:gone", NOW + 600, False),
+        ("pod-1:aa", "pod-2:aa", NOW + 600, False),  # a new attempt's pod
+        ("pod-1:aa", None, NOW + 600, False),  # the watch's sign expired or never came
+        ("pod-1:aa", "pod-1:aa", NOW, False),  # the budget ends: a timeout is for the look to decide
+        (None, "pod-1:aa", NOW + 600, False),  # the look rested on more than the pod
+    ],
+)
+def test_a_safety_look_is_answered_in_redis_only_while_nothing_the_look_saw_changed(
+    store: BuildStore, looked: str | None, source: str | None, deadline: float, quiet: bool
+) -> None:
+    build_id = create(store, req("web", "bitbucket-cloud"))
+    park(store, build_id, Sign(looked, deadline) if looked else None, due=NOW)
+    if source is not None:
+        store.redis.set(keys.wait_sign(build_id), source)
+    assert store.look_quietly([build_id], NOW, SAFETY) == ({build_id} if quiet else set())
+    assert store.redis.zscore(DUE, build_id) == (min(NOW + SAFETY, deadline) if quiet else NOW)
+    # answered or not, the build is still parked: a wake-up sends its step
+    assert store.wake(build_id) is not None
+
+
+def test_a_build_not_parked_or_asked_to_stop_gets_a_real_safety_look(store: BuildStore) -> None:
+    build_id = create(store, req("web", "bitbucket-cloud"))
+    park(store, build_id, Sign("pod-1:aa", NOW + 600), due=NOW)
+    store.redis.set(keys.wait_sign(build_id), "pod-1:aa")
+    store.cancel(build_id)  # a cancel no wake source signs: if its wake-up is lost, the look must see it
+    assert store.look_quietly([build_id], NOW, SAFETY) == set()
+    assert store.wake(build_id) is not None  # still parked, one message for the look
+    park(store, build_id, Sign("pod-1:aa", NOW + 600), due=NOW)
+    assert store.wake(build_id) is not None  # a wake-up took it: its message is in flight
+    assert store.look_quietly([build_id], NOW, SAFETY) == set()

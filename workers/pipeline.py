@@ -92,10 +92,12 @@ class Done:
 class Wait:
     """Not there yet: the build is parked until what it waits for wakes it (the worker slot is freed
     meanwhile). `budget_left`: seconds until the step's budget ends, when it has one; the build looks
-    again by then on its own."""
+    again by then on its own. With a `sign`, a safety look before then only compares it with the
+    wake source's (`BuildStore.look_quietly`) and runs the step only when they differ."""
 
     detail: str = ""
     budget_left: float | None = None
+    sign: str | None = None  # what the answer rested on (`ClusterBackend.wait_sign`)
 
 
 @dataclass(frozen=True)
@@ -132,9 +134,14 @@ def waited(record: BuildRecord, step: Step, now: datetime) -> float:
 def next_look(budget_left: float | None, safety: float) -> float:
     """Seconds until a parked build looks on its own: the safety-net interval, or just after its budget
     ends when that is sooner (so a timeout is noticed without a wake-up)."""
-    if budget_left is None:
-        return safety
-    return max(0.5, min(safety, budget_left + 0.5))
+    last = budget_ends(budget_left)
+    return safety if last is None else min(safety, last)
+
+
+def budget_ends(budget_left: float | None) -> float | None:
+    """Seconds until the look that must run whatever a sign says, just after the step's budget ends
+    (a timeout is a decision no wake source signs); None without a budget."""
+    return None if budget_left is None else max(0.5, budget_left + 0.5)
 
 
 def retry_delay(tries: int, retry_after: float | None, fraction: float, cap: float = 60.0) -> float:

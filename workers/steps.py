@@ -150,12 +150,12 @@ def wait_setup(rt: Runtime, record: BuildRecord) -> Outcome:
         budget = ctx.config.timeouts.unscheduled
         if so_far > budget:
             return Stop(BuildState.error, f"{status.detail} (for more than {budget:g} s)")
-        return Wait(status.detail, budget - so_far)
+        return Wait(status.detail, budget - so_far, rt.backend.wait_sign(ctx))
     budget = ctx.config.timeouts.setup
     if so_far > budget:
         why = "; ".join(filter(None, (status.detail, rt.backend.explain(ctx))))
         return Stop(BuildState.error, f"setup did not complete within {budget:g} s ({why})")
-    return Wait(status.detail, budget - so_far)
+    return Wait(status.detail, budget - so_far, rt.backend.wait_sign(ctx))
 
 
 def run_tests(rt: Runtime, record: BuildRecord) -> Outcome:
@@ -170,7 +170,7 @@ def run_tests(rt: Runtime, record: BuildRecord) -> Outcome:
         so_far = waited(record, Step.run_tests, utcnow())
         if so_far > budget:
             return Stop(BuildState.error, f"the tests did not finish within {budget:g} s")
-        return Wait("tests running", budget - so_far)
+        return Wait("tests running", budget - so_far, rt.backend.wait_sign(ctx))
     result = TestResult(
         exit_code=status.exit_code,
         log_path=str(status.log_path),

@@ -26,7 +26,7 @@ from dispatch.send import send, wake, wake_admitted
 from schemas.record import BuildRecord, BuildState, Step, utcnow
 from schemas.settings import Settings
 from store import metrics
-from store.builds import BuildStore
+from store.builds import BuildStore, Sign
 from workers import pipeline
 from workers.errors import PermanentError, TransientError
 from workers.gc import collect_garbage
@@ -109,10 +109,14 @@ def run_step(app: Celery, proc: ProcessResources, step: Step, build_id: str, seq
             outcome = _attempt(proc, step, record, task)
     # A waiting build is parked: no message is sent, what it waits for wakes it (the pod watch, the
     # local watcher, a slot freed in its repository); its due time is only the safety-net look.
+    now, sign = time.time(), None
     if isinstance(outcome, Wait):
-        due = time.time() + pipeline.next_look(outcome.budget_left, settings.safety_look)
+        due = now + pipeline.next_look(outcome.budget_left, settings.safety_look)
+        ends = pipeline.budget_ends(outcome.budget_left)
+        if outcome.sign is not None and ends is not None:
+            sign = Sign(outcome.sign, now + ends)
     else:
-        due = time.time() + settings.stall_grace
+        due = now + settings.stall_grace
     started = None if early is not None else looked
     moved = store.update(
         build_id,
@@ -120,6 +124,7 @@ def run_step(app: Celery, proc: ProcessResources, step: Step, build_id: str, seq
         expect_seq=seq,
         due=due,
         seen=seen,
+        sign=sign,
     )
     if moved is None:
         if not isinstance(outcome, Wait):
@@ -196,6 +201,6 @@ def register(app: Celery, settings: Settings) -> None:
 
     @app.task(name="podci.reconcile", ignore_result=True)  # type: ignore[untyped-decorator]
     def reconcile_task() -> int:
-        return reconcile(app, proc.store, settings.stall_grace) + resend_reports(
+        return reconcile(app, proc.store, settings.stall_grace, settings.safety_look) + resend_reports(
             app, proc, settings.stall_grace
         )

@@ -115,6 +115,12 @@ class ClusterBackend(Protocol):
 
     def test_status(self, ctx: BuildContext) -> TestStatus | None: ...
 
+    def wait_sign(self, ctx: BuildContext) -> str | None:
+        """Called after a look that waits: what its answer rested on, in the form the backend's wake
+        source writes to `keys.wait_sign` (then a safety look only compares the two), or None when the
+        look must run again at each safety look."""
+        ...
+
     def workspace_file(self, ctx: BuildContext, path: str) -> bytes | None:
         """A file of the build's workspace (a JUnit report), or None when it is not there."""
         ...

@@ -38,6 +38,7 @@ from workers.backends.kubernetes.pod_state import (
     awaiting_code,
     classify,
     exit_code_from_agent_log,
+    sign_of,
     strip_exit_mark,
 )
 from workers.backends.kubernetes.policy import check_policy
@@ -63,6 +64,7 @@ class KubernetesBackend:
     def __init__(self, settings: Settings, api: KubeApi, cache: PodCache) -> None:
         self.settings, self.api, self.cache = settings, api, cache
         self.secrets = settings.secret_values()  # masked in every log kept
+        self._sign: str | None = None  # see `wait_sign`
 
     # --- objects -------------------------------------------------------------------------------
     def create_service(self, ctx: BuildContext) -> str:
@@ -86,13 +88,24 @@ class KubernetesBackend:
     def _pod(self, ctx: BuildContext) -> tuple[PodState | None, Obj | None]:
         """The pod's state (and JSON) from the watch-fed cache; None until the watch has seen the pod
         (it then wakes the build). Never a GET: waiting must not cost API requests."""
-        known, pod = self.cache.get(attempt_name(ctx.name, ctx.attempt))
+        name = attempt_name(ctx.name, ctx.attempt)
+        self._sign = None
+        known, pod = self.cache.get(name)
         if not known:
             return None, None
         state = classify(pod, ctx.config)
         if state.kind == "lost":
             raise PodLost(state.message, node_loss=state.node_loss)
+        assert pod is not None  # a deleted pod is lost
+        self._sign = f"{name}:{sign_of(pod)}"
         return state, pod
+
+    def wait_sign(self, ctx: BuildContext) -> str | None:
+        """What the last look's answer rested on, as the watch signs it (`keys.wait_sign`), when that
+        was the pod alone: a safety look then only compares signs. None when the answer also rested
+        on another worker's claim (the code or the agent's log on its way), which may lapse."""
+        pod = attempt_name(ctx.name, ctx.attempt)
+        return self._sign if self._sign and self._sign.startswith(f"{pod}:") else None
 
     def _state(self, ctx: BuildContext) -> PodState | None:
         return self._pod(ctx)[0]
@@ -119,6 +132,7 @@ class KubernetesBackend:
         pod = attempt_name(ctx.name, ctx.attempt)
         marker = keys.code_delivered(pod)
         if not self.cache.redis.set(marker, "sending", nx=True, ex=_CLAIM_SECONDS):
+            self._sign = None  # the sender may die: look again at the safety look
             return "the code is on its way to the pod"
         try:
             gitops.ensure_merge(
@@ -209,6 +223,7 @@ class KubernetesBackend:
         key, claim = keys.agent_log(pod), keys.agent_log_claim(pod)
         cached = self.cache.redis.get(key)
         if cached is None and not self.cache.redis.set(claim, "1", nx=True, ex=_CLAIM_SECONDS):
+            self._sign = None  # the reader may die: look again at the safety look
             return None
         if cached is None:
             try:

@@ -18,6 +18,7 @@ already in the agent's log and relaunching would run the tests again for nothing
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -344,3 +345,11 @@ def wake_signal(pod: Json) -> tuple[Any, ...]:
         bool(others) and all(s.get("ready") is True for s in others),
         _terminated(agent) is not None,
     )
+
+
+def sign_of(pod: Json) -> str:
+    """A short digest of `wake_signal`: equal for two states of a pod a waiting step decides alike.
+
+    The watch caches it beside each build's pod and a parked look keeps the one it saw, so a safety
+    look can ask Redis whether anything a look acts on changed, without running the look."""
+    return hashlib.blake2b(repr(wake_signal(pod)).encode(), digest_size=8).hexdigest()

@@ -22,7 +22,7 @@ from store import keys
 from store.builds import BuildStore
 from store.connection import as_text, connect
 from workers.backends.kubernetes.names import BUILD_LABEL, SELECTOR
-from workers.backends.kubernetes.pod_state import wake_signal
+from workers.backends.kubernetes.pod_state import sign_of, wake_signal
 
 log = logging.getLogger("podci.k8s.watch")
 GONE = "gone"
@@ -32,7 +32,7 @@ _TTL = 2 * 24 * 3600
 class PodCache:
     """`keys.pod(name)` holds the pod's last JSON from the watch, or `gone` once deleted.
 
-    `keys.PODS_keys.PODS_LIVE` is the set of pods cached as existing. A DELETED event can be missed (every
+    `keys.PODS_LIVE` is the set of pods cached as existing. A DELETED event can be missed (every
     watcher down, or Redis down when it came), and a list shows only the pods that exist; the set lets
     a watcher that lists again find the pods that went meanwhile, which would otherwise stay "running"
     in the cache for good and leave their builds waiting on them."""
@@ -41,16 +41,22 @@ class PodCache:
         self.redis = redis
 
     def put(self, pod: dict[str, Any]) -> None:
+        """Cache the pod, and its build's sign (in the same transaction: a look that read this JSON
+        and the sign a safety look compares against always agree)."""
         name = pod["metadata"]["name"]
         with self.redis.pipeline() as pipe:
             pipe.set(keys.pod(name), json.dumps(pod), ex=_TTL)
             pipe.sadd(keys.PODS_LIVE, name)
+            if build := _build_of(pod):
+                pipe.set(keys.wait_sign(build), f"{name}:{sign_of(pod)}", ex=_TTL)
             pipe.execute()
 
-    def gone(self, name: str) -> None:
+    def gone(self, name: str, build: str | None = None) -> None:
         with self.redis.pipeline() as pipe:
             pipe.set(keys.pod(name), GONE, ex=_TTL)
             pipe.srem(keys.PODS_LIVE, name)
+            if build:
+                pipe.set(keys.wait_sign(build), f"{name}:{GONE}", ex=_TTL)
             pipe.execute()
 
     def live(self) -> set[str]:
@@ -64,6 +70,11 @@ class PodCache:
             return False, None
         text = as_text(raw)
         return True, (None if text == GONE else json.loads(text))
+
+
+def _build_of(pod: dict[str, Any]) -> str | None:
+    build = (pod["metadata"].get("labels") or {}).get(BUILD_LABEL)
+    return build if isinstance(build, str) else None
 
 
 class PodWatcher:
@@ -124,9 +135,9 @@ class PodWatcher:
 
     def _seen(self, kind: str, pod: dict[str, Any]) -> None:
         """Cache every event; wake the build only when the pod's wake signal changed (or it is gone)."""
-        name = pod["metadata"]["name"]
+        name, build = pod["metadata"]["name"], _build_of(pod)
         if kind == "DELETED":
-            self.cache.gone(name)
+            self.cache.gone(name, build)
             self.signals.pop(name, None)
             changed = True
         else:
@@ -134,7 +145,6 @@ class PodWatcher:
             signal = wake_signal(pod)
             changed = self.signals.get(name) != signal
             self.signals[name] = signal
-        build = (pod["metadata"].get("labels") or {}).get(BUILD_LABEL)
         if build and changed:
             self.wake(build)
 
