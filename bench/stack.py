@@ -33,7 +33,7 @@ from redis import Redis
 from events.signature import sign
 from podci.embedded import free_port, stop_process_group
 from schemas.record import BuildRecord
-from testkit.bitbucket import check
+from testkit.bitbucket import check, check_lookup, lookup_answer
 from testkit.fake_k8s import FakeCluster, serve, write_kubeconfig
 from testkit.gitrepo import GitServer, Repo
 
@@ -103,6 +103,8 @@ class BitbucketStandIn:
 
     posts: list[StatusPost] = field(default_factory=list)
     failing: bool = False  # answer 503, as an outage would
+    statuses: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # sha -> key -> body
+    reads: int = 0  # GETs of a status (a post whose answer was lost, asked about before posting again)
 
     def __post_init__(self) -> None:
         stand_in = self
@@ -119,9 +121,30 @@ class BitbucketStandIn:
                 stand_in.posts.append(StatusPost(time.time(), sha, str(body.get("key", "")),
                                                  str(body.get("state", "")), problems))  # fmt: skip
                 code = 503 if stand_in.failing else 400 if problems else 204
+                if code == 204:
+                    stand_in.statuses.setdefault(sha, {})[str(body["key"])] = body
+                self._answer(code, "")
+
+            def do_GET(self) -> None:
+                raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                where = self.path.partition("?")[0]
+                match = STATUS_PATH.match(where)
+                problems, key = check_lookup("server", self.path, dict(self.headers.items()), raw,
+                                             path_expected=where if match else "a commit's builds path",
+                                             auth_expected=f"Bearer {TOKEN}")  # fmt: skip
+                stand_in.reads += 1
+                if stand_in.failing or problems or match is None:
+                    return self._answer(503 if stand_in.failing else 400, "")
+                self._answer(*lookup_answer("server", stand_in.statuses.get(match["sha"], {}), key))
+
+            def _answer(self, code: int, reply: str) -> None:
+                data = reply.encode()
                 self.send_response(code)
-                self.send_header("Content-Length", "0")
+                self.send_header("Content-Length", str(len(data)))
+                if data:
+                    self.send_header("Content-Type", "application/json")
                 self.end_headers()
+                self.wfile.write(data)
 
             def log_message(self, *args: object) -> None:
                 pass

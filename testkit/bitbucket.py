@@ -1,7 +1,8 @@
 """Bitbucket stand-ins: real HTTP servers that check each build-status request against the documented
 shapes (method, path, content type, auth header, body fields and their types, key and url limits, the
 state set of each API) and answer as Bitbucket would: 400 with what was wrong, else 201 (Cloud) or 204
-(Server/DC). Used by the tests and by `bench/`.
+(Server/DC). A GET of a status (the documented reads) answers from what was accepted. Used by the
+tests and by `bench/`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from urllib.parse import parse_qs, unquote
 
 Api = Literal["cloud", "server", "legacy"]
 
@@ -109,6 +111,46 @@ def check(api: Api, method: str, path: str, headers: dict[str, str], raw: bytes,
     return problems
 
 
+def check_lookup(
+    api: Api, path: str, headers: dict[str, str], raw: bytes, *, path_expected: str, auth_expected: str
+) -> tuple[list[str], str | None]:
+    """Everything wrong with a GET of one status (Cloud: `…/statuses/build/{key}`; the builds API:
+    `…/builds?key=`; legacy: the commit's list), and the key asked for (None: the whole list)."""
+    problems = [] if raw == b"" else ["a GET with a body"]
+    lower = {k.lower(): v for k, v in headers.items()}
+    if lower.get("authorization") != auth_expected:
+        problems.append("authorization header is not the expected one")
+    where, _, query = path.partition("?")
+    asked = parse_qs(query)
+    key: str | None = None
+    if api == "cloud" and where.startswith(f"{path_expected}/") and not query:
+        key = unquote(where.removeprefix(f"{path_expected}/"))
+    elif api == "server" and where == path_expected and list(asked) == ["key"]:
+        key = asked["key"][0]
+    elif api == "legacy" and where == path_expected and set(asked) <= {"limit", "start"}:
+        return problems, None
+    else:
+        problems.append(f"GET {path}")
+    return problems, key
+
+
+def lookup_answer(api: Api, statuses: dict[str, dict[str, Any]], key: str | None) -> tuple[int, str]:
+    """The answer to a well-formed GET, from the statuses accepted so far (key -> last body)."""
+    if api == "legacy":
+        values = [{**body, "dateAdded": 0} for body in statuses.values()]
+        page = {"size": len(values), "limit": 1000, "isLastPage": True, "start": 0, "values": values}
+        return 200, json.dumps(page)
+    found = statuses.get(key or "")
+    if found is None:
+        error = (
+            {"type": "error", "error": {"message": "No such status"}}
+            if api == "cloud"
+            else {"errors": [{"message": f"No build status with key {key}"}]}
+        )
+        return 404, json.dumps(error)
+    return 200, json.dumps({"type": "build", **found} if api == "cloud" else found)
+
+
 # --- the stand-in -------------------------------------------------------------------------------------
 
 
@@ -132,6 +174,7 @@ class StandIn:
     reply: str | None = None  # the body of a forced answer; "{auth}" is replaced by the request's header
     delay: float = 0.0
     seen: list[Seen] = field(default_factory=list)
+    statuses: dict[str, dict[str, Any]] = field(default_factory=dict)  # key -> last accepted body
 
     def __post_init__(self) -> None:
         stand_in = self
@@ -140,6 +183,8 @@ class StandIn:
             def _any(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 headers = dict(self.headers.items())
+                if self.command == "GET":
+                    return self._lookup(raw, headers)
                 problems = check(stand_in.api, self.command, self.path, headers, raw,
                                  path_expected=stand_in.path, auth_expected=stand_in.auth)  # fmt: skip
                 try:
@@ -161,8 +206,29 @@ class StandIn:
                 elif stand_in.api == "cloud":
                     commit = self.path.split("/commit/")[-1].split("/")[0]
                     code, reply = 201, json.dumps({"type": "build", **body, "commit": {"hash": commit}})
+                    stand_in.statuses[body["key"]] = body
                 else:
                     code, reply = 204, ""
+                    stand_in.statuses[body["key"]] = body
+                self._answer(code, reply)
+
+            def _lookup(self, raw: bytes, headers: dict[str, str]) -> None:
+                problems, key = check_lookup(
+                    stand_in.api,
+                    self.path,
+                    headers,
+                    raw,
+                    path_expected=stand_in.path,
+                    auth_expected=stand_in.auth,
+                )
+                stand_in.seen.append(Seen(self.command, self.path, headers, None, problems))
+                if stand_in.status is not None:  # an outage answers reads as it answers posts
+                    return self._answer(stand_in.status, stand_in.reply or "")
+                if problems:
+                    return self._answer(400, json.dumps({"errors": [{"message": "; ".join(problems)}]}))
+                self._answer(*lookup_answer(stand_in.api, stand_in.statuses, key))
+
+            def _answer(self, code: int, reply: str) -> None:
                 data = reply.encode()
                 self.send_response(code)
                 if data:

@@ -25,7 +25,7 @@ from schemas.record import BuildRecord, BuildState, StepRecord
 from schemas.record import TestResult as JUnit  # aliased: pytest would try to collect `Test*`
 from schemas.request import BuildRequest, Provider, Revision
 from schemas.settings import Settings
-from testkit.bitbucket import StandIn, check
+from testkit.bitbucket import StandIn, check, check_lookup
 from testkit.servers import Recorder
 from workers.errors import TransientError
 from workers.reporters import make_reporters, status
@@ -144,6 +144,43 @@ def test_stand_in_catches(change: dict[str, Any], found: str) -> None:
     request.update(change)
     found_problems = problems()
     assert any(found in p for p in found_problems), found_problems
+
+
+@pytest.mark.parametrize(
+    ("api", "path_expected", "path", "raw", "auth", "wanted"),
+    [
+        ("cloud", CLOUD_PATH, f"{CLOUD_PATH}/podci-web", b"", "Bearer t", ([], "podci-web")),
+        ("cloud", CLOUD_PATH, f"{CLOUD_PATH}/a%2Fb", b"", "Bearer t", ([], "a/b")),
+        ("cloud", CLOUD_PATH, CLOUD_PATH, b"", "Bearer t", ([f"GET {CLOUD_PATH}"], None)),
+        ("cloud", CLOUD_PATH, f"{CLOUD_PATH}/k", b"{}", "Bearer t", (["a GET with a body"], "k")),
+        (
+            "cloud",
+            CLOUD_PATH,
+            f"{CLOUD_PATH}/k",
+            b"",
+            "Basic t",
+            (["authorization header is not the expected one"], "k"),
+        ),
+        ("server", SERVER_PATH, f"{SERVER_PATH}?key=podci-web", b"", "Bearer t", ([], "podci-web")),
+        ("server", SERVER_PATH, SERVER_PATH, b"", "Bearer t", ([f"GET {SERVER_PATH}"], None)),
+        ("legacy", LEGACY_PATH, f"{LEGACY_PATH}?limit=1000", b"", "Bearer t", ([], None)),
+        (
+            "legacy",
+            LEGACY_PATH,
+            f"{LEGACY_PATH}?key=x",
+            b"",
+            "Bearer t",
+            ([f"GET {LEGACY_PATH}?key=x"], None),
+        ),
+    ],
+)
+def test_stand_in_reads_only_the_documented_gets(
+    api: Api, path_expected: str, path: str, raw: bytes, auth: str, wanted: tuple[list[str], str | None]
+) -> None:
+    got = check_lookup(
+        api, path, {"Authorization": auth}, raw, path_expected=path_expected, auth_expected="Bearer t"
+    )
+    assert got == wanted
 
 
 @pytest.mark.parametrize(
@@ -523,3 +560,55 @@ def test_jenkins_callback_outside_the_jenkins_urls_is_not_posted() -> None:
         note = JenkinsCallback(Settings(jenkins_urls="https://jenkins.example.com/")).report(record)
     assert "not posted" in note and "PODCI_JENKINS_URLS" in note
     assert jenkins.received == []
+
+
+# --- a post whose answer was lost is not posted again -------------------------------------------------
+
+
+@pytest.mark.parametrize("shown", [True, False], ids=["it-arrived", "it-never-arrived"])
+@pytest.mark.parametrize("product", ["cloud-token", "server", "legacy"])
+def test_a_final_status_whose_answer_was_lost_is_read_back_not_posted_twice(
+    stand_ins: list[StandIn], redis_url: str, product: str, shown: bool
+) -> None:
+    """A worker killed between Bitbucket's 2xx and the record saying so: the next notify of that state
+    asks Bitbucket first (one GET of the documented read) and posts only when the status is not there."""
+    from types import SimpleNamespace
+
+    from store import keys
+    from workers.notify import notify
+    from workers.process import ProcessResources
+
+    factory, api, path, auth, name = PRODUCTS[product]
+    bb = StandIn(api, path, auth)
+    stand_ins.append(bb)
+    settings = factory(bb.url).settings.model_copy(update={"redis_url": redis_url.rsplit("/", 1)[0] + "/10"})
+    proc = ProcessResources(settings)
+    redis = proc.store.redis
+    redis.flushdb()
+    try:
+        request = _record_for(product).request
+        build = proc.store.create(request, log_root="/nonexistent", due=0)
+
+        def completes(r: BuildRecord) -> None:
+            r.state, r.finished, r.step = BuildState.succeeded, r.created, None
+
+        record = proc.store.update(build.id, completes, due=0)
+        assert record is not None
+        reporter = proc.reporters[name]
+        redis.set(keys.report_sending(build.id, name), reporter.says(record))  # the killed post's mark
+        if shown:
+            reporter.report(record)  # Bitbucket took it; the record never heard
+        before = len(bb.seen)
+        task = SimpleNamespace(request=SimpleNamespace(retries=0))
+        note = notify(proc, build.id, name, task)  # type: ignore[arg-type]
+        asked = bb.seen[before:]
+        assert [s.method for s in asked] == (["GET"] if shown else ["GET", "POST"]), asked
+        assert all(s.problems == [] for s in bb.seen)
+        assert note == (f"{name}: SUCCESSFUL shown already" if shown else f"{name}: posted SUCCESSFUL")
+        after = proc.store.get(build.id)
+        assert after is not None and after.reported[name] == reporter.says(record)
+        # a notify with no lost post behind it never reads first
+        redis.delete(keys.report_sending(build.id, name))
+        assert notify(proc, build.id, name, task) == "nothing new"  # type: ignore[arg-type]
+    finally:
+        redis.flushdb()

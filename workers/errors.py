@@ -9,6 +9,7 @@ class TransientError(RuntimeError):
     """It may pass (5xx, 429, connection refused, network): the step is retried with backoff."""
 
     retry_after: float | None = None  # seconds the server asked for (429 Retry-After)
+    answered: bool = False  # the other end answered (5xx, 429): what was sent did not take effect
 
 
 class PodLost(RuntimeError):

@@ -21,6 +21,7 @@ from dispatch.send import notify as send_notify
 from schemas.record import BuildRecord, BuildState, utcnow
 from store import keys, metrics
 from store.builds import Snapshot
+from store.connection import as_text
 from workers.errors import TransientError
 from workers.process import ProcessResources
 
@@ -53,6 +54,9 @@ def pending_reports(proc: ProcessResources, record: BuildRecord) -> list[str]:
 # timeout is 10 s per phase: connect, send, answer), and it is all a worker killed mid-post leaves
 # behind: the build's next report waits it out, so it is not longer than that.
 LOCK_SECONDS = 45
+# How long a post whose outcome is unknown is remembered (`keys.report_sending`): a re-sent report comes
+# within minutes (`resend_reports`), a retry within `PODCI_REPORT_BACKOFF_MAX`.
+_SENDING_TTL = 24 * 3600
 
 
 def resend_reports(app: Celery, proc: ProcessResources, grace: float) -> int:
@@ -103,9 +107,20 @@ def notify(proc: ProcessResources, build_id: str, name: str, task: Task, retry: 
 
 def _post(proc: ProcessResources, seen: Snapshot, name: str, task: Task, retry: bool) -> str:
     settings, redis, record = proc.settings, proc.store.redis, seen.record
+    reporter, state = proc.reporters[name], proc.reporters[name].says(record)
+    sending = keys.report_sending(record.id, name)
+    if as_text(redis.get(sending) or b"") == state and reporter.shows(record):
+        # An earlier post of this very state may have been taken with its answer lost (its worker
+        # killed before the record said so): the other end shows it, so it is not posted twice.
+        proc.store.update(record.id, _remember(name, state), seen=seen)
+        log.info("build=%s reporter=%s state=%s shown already", record.id, name, state)
+        return f"{name}: {state} shown already"
+    redis.set(sending, state, ex=_SENDING_TTL)
     try:
-        note = proc.reporters[name].report(record)
+        note = reporter.report(record)
     except TransientError as exc:
+        if exc.answered:  # refused for now: nothing was shown, the retry need not ask first
+            redis.delete(sending)
         metrics.count(redis, "reporter_failures", name)
         tries = task.request.retries
         if retry and tries < settings.report_retries:
@@ -118,7 +133,6 @@ def _post(proc: ProcessResources, seen: Snapshot, name: str, task: Task, retry: 
             raise task.retry(countdown=countdown, max_retries=settings.report_retries) from None
         log.error("build=%s reporter=%s gave up after %d tries: %s", record.id, name, tries + 1, exc)
         return "gave up"
-    state = proc.reporters[name].says(record)
     started = record.state in (BuildState.queued, BuildState.running)
     proc.store.update(record.id, _remember(name, state), seen=seen)
     # From webhook to INPROGRESS: podci's own delay, so not for a build that waited for a person's approval.

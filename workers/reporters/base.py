@@ -32,3 +32,10 @@ class Reporter(Protocol):
         Never logs or returns credentials.
         """
         ...
+
+    def shows(self, record: BuildRecord) -> bool:
+        """Whether the other end already shows what `report` would post now. Asked only before
+        posting again after an attempt whose answer never arrived or was never recorded (a worker
+        killed between the other end's 2xx and the record): a status is then not posted twice.
+        False when it cannot tell."""
+        ...

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -40,6 +41,9 @@ class BitbucketCloud(BitbucketReporter):
         return api_base(self.settings.bitbucket_cloud_api_url) + path, status.cloud_body(
             record, self.settings.public_url
         )
+
+    def _lookup(self, url: str, key: str) -> tuple[str, dict[str, str]]:
+        return f"{url}/{quote(key, safe='')}", {}  # GET …/statuses/build/{key}: that status, or 404
 
     def _auth(self) -> tuple[dict[str, str], httpx.Auth | None, list[str]]:
         s = self.settings

@@ -100,13 +100,46 @@ class BitbucketReporter:
             raise TransientError(f"{self.name} to {url} failed: {type(exc).__name__}") from None
         code = response.status_code
         if code == 429 or code >= 500:
-            raise TransientError(f"{self.name} to {url} answered {code}")
+            error = TransientError(f"{self.name} to {url} answered {code}")
+            error.answered = True
+            raise error
         if 200 <= code < 300:
             return f"{self.name}: posted {body['state']}"
         text = _redact(response.text, secrets)
         log.warning("build=%s %s to %s refused with %d: %s", record.id, self.name, url, code,
                     text[:_LOGGED_BODY])  # fmt: skip
         return f"{self.name}: refused with {code}: {_one_line(text, _NOTE_BODY)}"
+
+    def _lookup(self, url: str, key: str) -> tuple[str, dict[str, str]]:
+        """Where one status of the commit is read: the URL and its query."""
+        raise NotImplementedError
+
+    def _status_in(self, answer: Any, key: str) -> Any:
+        """The status of `key` in the lookup's answer (None when absent)."""
+        return answer
+
+    def shows(self, record: BuildRecord) -> bool:
+        try:
+            target = self._request(record)
+        except ValueError:
+            return False
+        if target is None:
+            return False
+        url, body = target
+        where, query = self._lookup(url, str(body["key"]))
+        headers, auth, _ = self._auth()
+        try:
+            response = self.client.get(where, params=query, headers=headers, auth=auth, timeout=self.timeout)
+            found = (
+                self._status_in(response.json(), str(body["key"])) if response.status_code == 200 else None
+            )
+        except (httpx.RequestError, ValueError):
+            return False
+        return (
+            isinstance(found, dict)
+            and found.get("state") == body["state"]
+            and found.get("url") == body["url"]
+        )
 
     def _send(
         self,

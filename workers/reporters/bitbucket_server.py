@@ -46,6 +46,17 @@ class BitbucketServer(BitbucketReporter):
             path, body = status.server_path(record), status.server_body(record, public)
         return None if path is None else (api_base(s.bitbucket_server_url) + path, body)
 
+    def _lookup(self, url: str, key: str) -> tuple[str, dict[str, str]]:
+        if self.settings.bitbucket_server_legacy_status:
+            return url, {"limit": "1000"}  # the legacy API lists every status of the commit
+        return url, {"key": key}  # the builds API: that status, or 404
+
+    def _status_in(self, answer: Any, key: str) -> Any:
+        if not self.settings.bitbucket_server_legacy_status:
+            return answer
+        values = answer.get("values") if isinstance(answer, dict) else None
+        return next((v for v in values or [] if isinstance(v, dict) and v.get("key") == key), None)
+
     def _auth(self) -> tuple[dict[str, str], httpx.Auth | None, list[str]]:
         token = self.settings.bitbucket_server_token
         value = token.get_secret_value() if token is not None else ""

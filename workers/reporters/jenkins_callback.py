@@ -46,6 +46,10 @@ class JenkinsCallback:
     def says(self, record: BuildRecord) -> str:
         return record.state.value
 
+    def shows(self, record: BuildRecord) -> bool:
+        """A callback cannot be read back: Jenkins may get the final record twice, never none."""
+        return False
+
     def report(self, record: BuildRecord) -> str:
         url = record.request.callback_url
         if not url:
@@ -70,7 +74,9 @@ def post_result(build_id: str, state: str, body: str, url: str, timeout: float) 
             f"{JenkinsCallback.name} to {_where(url)} failed: {type(exc).__name__}"
         ) from None
     if response.status_code == 429 or response.status_code >= 500:
-        raise TransientError(f"{name} to {_where(url)} answered {response.status_code}")
+        error = TransientError(f"{name} to {_where(url)} answered {response.status_code}")
+        error.answered = True
+        raise error
     if response.status_code >= 400:
         log.warning("build=%s %s to %s refused with %d: %s", build_id, name, _where(url),
                     response.status_code, response.text[:500])  # fmt: skip
