@@ -424,8 +424,17 @@ class BuildStore:
         marked: list[str | int] = [f"{step.value}:{seq}", max(1, int(ttl))]
         return int(self._mark(keys=[keys.queued(build_id), TICKETS], args=marked))
 
-    def received(self, build_id: str) -> None:
-        self.redis.delete(keys.queued(build_id))
+    def received(self, build_id: str, due: float | None = None) -> None:
+        """The build's message is no longer queued (a worker took it, or it was never sent). A worker
+        that took it gives `due`: its step is not overdue before then (and its lease keeps it so).
+        Without it, a message that waited past the build's due time (a worker starting late) was
+        overdue the moment it arrived, and the reconciler sent a second copy before the lease's
+        first renewal."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.delete(keys.queued(build_id))
+            if due is not None:
+                pipe.zadd(DUE, {build_id: due}, xx=True, gt=True)
+            pipe.execute()
 
     def queued_ticket(self, record: BuildRecord) -> int | None:
         """The ticket of the marked message for the record's current step, if one is marked."""

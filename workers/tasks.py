@@ -176,7 +176,7 @@ def register(app: Celery, settings: Settings) -> None:
     def on_received(sender: object = None, request: Any = None, **_: object) -> None:
         """In the worker's main process, as each message arrives: it is no longer waiting in a queue."""
         if request is not None and request.name in step_tasks and request.args:
-            proc.store.received(str(request.args[0]))
+            proc.store.received(str(request.args[0]), time.time() + settings.stall_grace)
 
     task_received.connect(on_received, weak=False)
 
