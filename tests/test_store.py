@@ -13,7 +13,7 @@ from schemas.record import BuildRecord, Step
 from schemas.request import BuildRequest, Provider, Revision
 from schemas.settings import Settings
 from store import keys
-from store.builds import DUE, BuildStore, DuplicateBuild, NameTaken, Sign
+from store.builds import BuildStore, DuplicateBuild, NameTaken, Sign
 from tests.test_webhooks import other_db
 
 
@@ -135,7 +135,7 @@ def test_a_safety_look_is_answered_in_redis_only_while_nothing_the_look_saw_chan
     if source is not None:
         store.redis.set(keys.wait_sign(build_id), source)
     assert store.look_quietly([build_id], NOW, SAFETY) == ({build_id} if quiet else set())
-    assert store.redis.zscore(DUE, build_id) == (min(NOW + SAFETY, deadline) if quiet else NOW)
+    assert store.redis.zscore(keys.DUE, build_id) == (min(NOW + SAFETY, deadline) if quiet else NOW)
     # answered or not, the build is still parked: a wake-up sends its step
     assert store.wake(build_id) is not None
 
