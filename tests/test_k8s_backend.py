@@ -470,3 +470,35 @@ def test_podci_run_with_the_kubernetes_backend(kube: Kube, tmp_path: Path) -> No
     record = json.loads(proc.stdout)
     assert record["state"] == "succeeded" and record["pods"][0]["pod"] == record["name"]
     assert leftovers(kube, record["name"]) == []
+
+
+def test_a_look_that_waits_on_another_worker_s_claim_comes_back_when_it_lapses(kube: Kube) -> None:
+    """The code on its way from another worker, which may have died: no sign (its lapse is no pod
+    event), and the next look is due when the claim lapses, not at the safety look. A pod status
+    alone is signed."""
+    from store import keys
+    from workers.backends.kubernetes import backend as backend_module
+    from workers.backends.kubernetes.api import KubeApi
+    from workers.backends.kubernetes.pod_state import sign_of
+    from workers.backends.kubernetes.watch import PodCache
+
+    settings = kube.settings.model_copy(update={"kube_namespace": NAMESPACE})
+    cache = PodCache(kube.store.redis)
+    backend = backend_module.KubernetesBackend(settings, KubeApi(settings, _client(kube.url)), cache)
+    ctx = context(name="k8s-claimed-1")
+    pod: dict[str, Any] = {
+        "metadata": {"name": "k8s-claimed-1", "labels": {BUILD_LABEL: ctx.build_id}},
+        "status": {"phase": "Pending", "initContainerStatuses": [{"name": CHECKOUT_CONTAINER, "state": {}}]},
+    }
+    cache.put(pod)
+    assert not backend.setup_status(ctx).ready
+    signed = backend.wait_hint(ctx)
+    assert signed.sign == f"k8s-claimed-1:{sign_of(pod)}" and signed.within is None
+    assert kube.store.redis.get(keys.wait_sign(ctx.build_id)) == signed.sign.encode()
+    pod["status"]["initContainerStatuses"][0]["state"] = {"running": {}}  # now it waits for the code
+    cache.put(pod)
+    kube.store.redis.set(keys.code_delivered("k8s-claimed-1"), "sending", px=9000)  # another worker's
+    assert backend.setup_status(ctx).detail == "the code is on its way to the pod"
+    hint = backend.wait_hint(ctx)
+    assert hint.sign is None and hint.within is not None and 0.5 < hint.within <= 9.5
+    assert backend.wait_hint(context(name="k8s-other-1")).sign is None  # a hint is about its own pod

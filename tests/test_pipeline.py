@@ -215,13 +215,24 @@ def test_start_leaves_a_started_build_alone(state: BuildState) -> None:
 
 
 @pytest.mark.parametrize(
-    ("budget_left", "safety", "expected"),
-    [(None, 60, 60), (300, 60, 60), (10, 60, 10.5), (0.1, 60, 0.6), (-5, 60, 0.5), (None, 5, 5)],
+    ("budget_left", "safety", "within", "expected"),
+    [
+        (None, 60, None, 60),
+        (300, 60, None, 60),
+        (10, 60, None, 10.5),
+        (0.1, 60, None, 0.6),
+        (-5, 60, None, 0.5),
+        (None, 5, None, 5),
+        # a look that asked to come again sooner (a claim lapsing, a container about to run)
+        (300, 60, 15.5, 15.5),
+        (10, 60, 15.5, 10.5),
+        (300, 60, 0.1, 0.5),
+    ],
 )
 def test_a_parked_build_looks_at_its_safety_interval_or_when_its_budget_ends(
-    budget_left: float | None, safety: float, expected: float
+    budget_left: float | None, safety: float, within: float | None, expected: float
 ) -> None:
-    assert next_look(budget_left, safety) == pytest.approx(expected)
+    assert next_look(budget_left, safety, within) == pytest.approx(expected)
 
 
 def test_waiting_parks_the_build_and_anything_else_unparks_it() -> None:

@@ -97,7 +97,8 @@ class Wait:
 
     detail: str = ""
     budget_left: float | None = None
-    sign: str | None = None  # what the answer rested on (`ClusterBackend.wait_sign`)
+    sign: str | None = None  # what the answer rested on (`WaitHint`)
+    within: float | None = None  # look again by then, whatever wakes it (`WaitHint`)
 
 
 @dataclass(frozen=True)
@@ -131,11 +132,13 @@ def waited(record: BuildRecord, step: Step, now: datetime) -> float:
     return 0.0 if started is None else (now - started).total_seconds()
 
 
-def next_look(budget_left: float | None, safety: float) -> float:
+def next_look(budget_left: float | None, safety: float, within: float | None = None) -> float:
     """Seconds until a parked build looks on its own: the safety-net interval, or just after its budget
-    ends when that is sooner (so a timeout is noticed without a wake-up)."""
+    ends when that is sooner (so a timeout is noticed without a wake-up), or `within` (what the look
+    asked for) when that is sooner still."""
     last = budget_ends(budget_left)
-    return safety if last is None else min(safety, last)
+    soonest = [t for t in (safety, last, within) if t is not None]
+    return max(0.5, min(soonest)) if within is not None else min(soonest)
 
 
 def budget_ends(budget_left: float | None) -> float | None:

@@ -135,6 +135,11 @@ def _lost(record: BuildRecord, lost: PodLost, config: RepoConfig) -> Outcome:
     return Relaunch(f"attempt {record.attempts}: {lost.reason}", on_demand=lost.node_loss)
 
 
+def _wait(rt: Runtime, ctx: BuildContext, detail: str, budget_left: float) -> Wait:
+    hint = rt.backend.wait_hint(ctx)
+    return Wait(detail, budget_left, hint.sign, hint.within)
+
+
 def wait_setup(rt: Runtime, record: BuildRecord) -> Outcome:
     ctx = rt.context(record)
     try:
@@ -150,12 +155,12 @@ def wait_setup(rt: Runtime, record: BuildRecord) -> Outcome:
         budget = ctx.config.timeouts.unscheduled
         if so_far > budget:
             return Stop(BuildState.error, f"{status.detail} (for more than {budget:g} s)")
-        return Wait(status.detail, budget - so_far, rt.backend.wait_sign(ctx))
+        return _wait(rt, ctx, status.detail, budget - so_far)
     budget = ctx.config.timeouts.setup
     if so_far > budget:
         why = "; ".join(filter(None, (status.detail, rt.backend.explain(ctx))))
         return Stop(BuildState.error, f"setup did not complete within {budget:g} s ({why})")
-    return Wait(status.detail, budget - so_far, rt.backend.wait_sign(ctx))
+    return _wait(rt, ctx, status.detail, budget - so_far)
 
 
 def run_tests(rt: Runtime, record: BuildRecord) -> Outcome:
@@ -170,7 +175,7 @@ def run_tests(rt: Runtime, record: BuildRecord) -> Outcome:
         so_far = waited(record, Step.run_tests, utcnow())
         if so_far > budget:
             return Stop(BuildState.error, f"the tests did not finish within {budget:g} s")
-        return Wait("tests running", budget - so_far, rt.backend.wait_sign(ctx))
+        return _wait(rt, ctx, "tests running", budget - so_far)
     result = TestResult(
         exit_code=status.exit_code,
         log_path=str(status.log_path),

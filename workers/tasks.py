@@ -111,7 +111,7 @@ def run_step(app: Celery, proc: ProcessResources, step: Step, build_id: str, seq
     # local watcher, a slot freed in its repository); its due time is only the safety-net look.
     now, sign = time.time(), None
     if isinstance(outcome, Wait):
-        due = now + pipeline.next_look(outcome.budget_left, settings.safety_look)
+        due = now + pipeline.next_look(outcome.budget_left, settings.safety_look, outcome.within)
         ends = pipeline.budget_ends(outcome.budget_left)
         if outcome.sign is not None and ends is not None:
             sign = Sign(outcome.sign, now + ends)

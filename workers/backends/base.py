@@ -93,6 +93,17 @@ class TestStatus:
     reason: str | None = None  # when the exit code alone does not say it (a container OOMKilled)
 
 
+@dataclass(frozen=True)
+class WaitHint:
+    """What a look that waits tells its parking (`ClusterBackend.wait_hint`). `sign`: what its
+    answer rested on, in the form the backend's wake source writes to `keys.wait_sign` (a safety look
+    then only compares the two). `within`: seconds by which to look again whatever wakes it (a claim
+    by another worker that lapses then, a container about to accept an exec)."""
+
+    sign: str | None = None
+    within: float | None = None
+
+
 class ClusterBackend(Protocol):
     """Every operation is safe to call twice: workers ack late and may be killed at any instant."""
 
@@ -115,10 +126,8 @@ class ClusterBackend(Protocol):
 
     def test_status(self, ctx: BuildContext) -> TestStatus | None: ...
 
-    def wait_sign(self, ctx: BuildContext) -> str | None:
-        """Called after a look that waits: what its answer rested on, in the form the backend's wake
-        source writes to `keys.wait_sign` (then a safety look only compares the two), or None when the
-        look must run again at each safety look."""
+    def wait_hint(self, ctx: BuildContext) -> WaitHint:
+        """Called after a look that waits, about that look (`WaitHint`)."""
         ...
 
     def workspace_file(self, ctx: BuildContext, path: str) -> bytes | None:

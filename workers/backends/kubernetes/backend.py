@@ -21,7 +21,7 @@ from schemas.settings import Settings
 from store import keys
 from store.connection import as_text
 from workers import gitops
-from workers.backends.base import BuildContext, SetupStatus, TestStatus
+from workers.backends.base import BuildContext, SetupStatus, TestStatus, WaitHint
 from workers.backends.kubernetes.api import KubeApi, Obj
 from workers.backends.kubernetes.cleanup import remember_node, remove_workspace
 from workers.backends.kubernetes.names import (
@@ -54,6 +54,7 @@ _DAY = 24 * 3600
 # claim's expiry is what lets the next look try, so it is short. A look that outlives it costs at most
 # one more request, since both actions are safe to repeat.
 _CLAIM_SECONDS = 15
+_NOT_YET_RUNNING = 2.0  # seconds until a look again when an exec found a container not running yet
 _DELIVERY_TIMEOUT = 600  # seconds for the receiving end to finish once all bytes were sent
 _LOG_BUDGET = 20  # seconds teardown spends at most saving container logs before it deletes
 
@@ -64,7 +65,7 @@ class KubernetesBackend:
     def __init__(self, settings: Settings, api: KubeApi, cache: PodCache) -> None:
         self.settings, self.api, self.cache = settings, api, cache
         self.secrets = settings.secret_values()  # masked in every log kept
-        self._sign: str | None = None  # see `wait_sign`
+        self._hint: tuple[str, WaitHint] = ("", WaitHint())  # (pod, the last look's): `wait_hint`
 
     # --- objects -------------------------------------------------------------------------------
     def create_service(self, ctx: BuildContext) -> str:
@@ -89,7 +90,7 @@ class KubernetesBackend:
         """The pod's state (and JSON) from the watch-fed cache; None until the watch has seen the pod
         (it then wakes the build). Never a GET: waiting must not cost API requests."""
         name = attempt_name(ctx.name, ctx.attempt)
-        self._sign = None
+        self._hint = (name, WaitHint())
         known, pod = self.cache.get(name)
         if not known:
             return None, None
@@ -97,15 +98,25 @@ class KubernetesBackend:
         if state.kind == "lost":
             raise PodLost(state.message, node_loss=state.node_loss)
         assert pod is not None  # a deleted pod is lost
-        self._sign = f"{name}:{sign_of(pod)}"
+        self._hint = (name, WaitHint(sign=f"{name}:{sign_of(pod)}"))
         return state, pod
 
-    def wait_sign(self, ctx: BuildContext) -> str | None:
-        """What the last look's answer rested on, as the watch signs it (`keys.wait_sign`), when that
-        was the pod alone: a safety look then only compares signs. None when the answer also rested
-        on another worker's claim (the code or the agent's log on its way), which may lapse."""
-        pod = attempt_name(ctx.name, ctx.attempt)
-        return self._sign if self._sign and self._sign.startswith(f"{pod}:") else None
+    def wait_hint(self, ctx: BuildContext) -> WaitHint:
+        """The pod's sign as the watch writes it (`keys.wait_sign`) when the last look's answer rested
+        on the pod alone. Not when it also rested on something no pod event follows: another
+        worker's claim (the code or the agent's log on its way; the look comes again when the claim
+        lapses, as its holder may have died) or an exec the container refused although its status
+        said running (again in a moment)."""
+        pod, hint = self._hint
+        return hint if pod == attempt_name(ctx.name, ctx.attempt) else WaitHint()
+
+    def _unsigned(self, ctx: BuildContext, within: float) -> None:
+        self._hint = (attempt_name(ctx.name, ctx.attempt), WaitHint(within=within))
+
+    def _claim_left(self, claim: str) -> float:
+        """Seconds until another worker's claim lapses (and a little more)."""
+        left = int(self.cache.redis.pttl(claim))
+        return (left / 1000 if left > 0 else _CLAIM_SECONDS) + 0.5
 
     def _state(self, ctx: BuildContext) -> PodState | None:
         return self._pod(ctx)[0]
@@ -132,7 +143,7 @@ class KubernetesBackend:
         pod = attempt_name(ctx.name, ctx.attempt)
         marker = keys.code_delivered(pod)
         if not self.cache.redis.set(marker, "sending", nx=True, ex=_CLAIM_SECONDS):
-            self._sign = None  # the sender may die: look again at the safety look
+            self._unsigned(ctx, self._claim_left(marker))  # the sender may have died
             return "the code is on its way to the pod"
         try:
             gitops.ensure_merge(
@@ -151,6 +162,7 @@ class KubernetesBackend:
             raise PodLost(f"pod deleted while its code was sent ({gone})") from None
         except NotRunning:
             self.cache.redis.delete(marker)  # started or finished meanwhile: the next look sees which
+            self._unsigned(ctx, _NOT_YET_RUNNING)
             return "waiting for the checkout container"
         except Exception:
             self.cache.redis.delete(marker)
@@ -223,7 +235,7 @@ class KubernetesBackend:
         key, claim = keys.agent_log(pod), keys.agent_log_claim(pod)
         cached = self.cache.redis.get(key)
         if cached is None and not self.cache.redis.set(claim, "1", nx=True, ex=_CLAIM_SECONDS):
-            self._sign = None  # the reader may die: look again at the safety look
+            self._unsigned(ctx, self._claim_left(claim))  # the reader may have died
             return None
         if cached is None:
             try:

@@ -27,7 +27,7 @@ import psutil
 
 from schemas.record import BuildState
 from schemas.repo_config import Container, Probe
-from workers.backends.base import BuildContext, SetupStatus, TestStatus
+from workers.backends.base import BuildContext, SetupStatus, TestStatus, WaitHint
 from workers.backends.local.env import container_argv, container_env, resolve_probe_port
 from workers.backends.local.listening import port_scope
 from workers.backends.local.proc import WAKE_REDIS_ENV
@@ -311,10 +311,10 @@ class LocalBackend:
             raise PermanentError("the test process vanished without an exit code (killed from outside?)")
         return None
 
-    def wait_sign(self, ctx: BuildContext) -> None:
-        """Always a full safety look: the answer rests on processes and probes, and the watcher or
-        launcher that would wake the build may have died with nothing to tell."""
-        return None
+    def wait_hint(self, ctx: BuildContext) -> WaitHint:
+        """No sign: every safety look runs, since the answer rests on processes and probes, and the
+        watcher or launcher that would wake the build may have died with nothing to tell."""
+        return WaitHint()
 
     def workspace_file(self, ctx: BuildContext, path: str) -> bytes | None:
         volume = self._volume(ctx.name).resolve()
