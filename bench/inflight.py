@@ -61,7 +61,12 @@ def run(builds: int, setup: float, processes: int) -> dict[str, Any]:
                 redis_peak = max(redis_peak, float(redis.info("memory")["used_memory"]))
             if peak >= builds or (peak > 0 and waiting < peak * 0.9):
                 break  # all in flight, or the first ones are finishing: the peak is behind us
+            if int(time.perf_counter() - start) % 60 == 0:
+                print(f"{time.perf_counter() - start:6.0f} s: {waiting} in flight", flush=True)
             time.sleep(1)
+        per_build = (redis_peak - memory0) / max(peak, 1)
+        said = f"most in flight: {peak} after {peak_at:.0f} s; worker RSS {rss:.0f} MiB (PSS {pss:.0f}), "
+        print(f"{said}Redis {per_build / 1000:.1f} kB a build; now waiting for all to finish", flush=True)
         records = _wait_all(store, ids, timeout=setup + max(900.0, 0.5 * builds))
         left = sum(len(built.cluster.objects(kind, NAMESPACE)) for kind in KINDS)
         return {
@@ -73,7 +78,7 @@ def run(builds: int, setup: float, processes: int) -> dict[str, Any]:
             "most_in_flight_reached_after_s": peak_at,
             "worker_rss_total_mib": rss,
             "worker_pss_total_mib": pss,
-            "redis_bytes_per_build_in_flight": (redis_peak - memory0) / max(peak, 1),
+            "redis_bytes_per_build_in_flight": per_build,
             "builds_succeeded": sum(r.state.value == "succeeded" for r in records),
             "objects_left": left,
             "total_s": time.perf_counter() - start,
