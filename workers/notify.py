@@ -108,19 +108,19 @@ def notify(proc: ProcessResources, build_id: str, name: str, task: Task, retry: 
 def _post(proc: ProcessResources, seen: Snapshot, name: str, task: Task, retry: bool) -> str:
     settings, redis, record = proc.settings, proc.store.redis, seen.record
     reporter, state = proc.reporters[name], proc.reporters[name].says(record)
-    sending = keys.report_sending(record.id, name)
-    if as_text(redis.get(sending) or b"") == state and reporter.shows(record):
+    # Mark what this post sends, learning what the last one sent, in one round trip.
+    earlier = redis.set(keys.report_sending(record.id, name), state, ex=_SENDING_TTL, get=True)
+    if as_text(earlier or b"") == state and reporter.shows(record):
         # An earlier post of this very state may have been taken with its answer lost (its worker
         # killed before the record said so): the other end shows it, so it is not posted twice.
         proc.store.update(record.id, _remember(name, state), seen=seen)
         log.info("build=%s reporter=%s state=%s shown already", record.id, name, state)
         return f"{name}: {state} shown already"
-    redis.set(sending, state, ex=_SENDING_TTL)
     try:
         note = reporter.report(record)
     except TransientError as exc:
         if exc.answered:  # refused for now: nothing was shown, the retry need not ask first
-            redis.delete(sending)
+            redis.delete(keys.report_sending(record.id, name))
         metrics.count(redis, "reporter_failures", name)
         tries = task.request.retries
         if retry and tries < settings.report_retries:
