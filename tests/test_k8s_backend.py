@@ -479,7 +479,7 @@ def test_a_look_that_waits_on_another_worker_s_claim_comes_back_when_it_lapses(k
     from store import keys
     from workers.backends.kubernetes import backend as backend_module
     from workers.backends.kubernetes.api import KubeApi
-    from workers.backends.kubernetes.pod_state import sign_of
+    from workers.backends.kubernetes.pod_state import sign_of, wake_signal
     from workers.backends.kubernetes.watch import PodCache
 
     settings = kube.settings.model_copy(update={"kube_namespace": NAMESPACE})
@@ -490,13 +490,13 @@ def test_a_look_that_waits_on_another_worker_s_claim_comes_back_when_it_lapses(k
         "metadata": {"name": "k8s-claimed-1", "labels": {BUILD_LABEL: ctx.build_id}},
         "status": {"phase": "Pending", "initContainerStatuses": [{"name": CHECKOUT_CONTAINER, "state": {}}]},
     }
-    cache.put(pod)
+    cache.put(pod, wake_signal(pod))
     assert not backend.setup_status(ctx).ready
     signed = backend.wait_hint(ctx)
-    assert signed.sign == f"k8s-claimed-1:{sign_of(pod)}" and signed.within is None
+    assert signed.sign == f"k8s-claimed-1:{sign_of(wake_signal(pod))}" and signed.within is None
     assert kube.store.redis.get(keys.wait_sign(ctx.build_id)) == signed.sign.encode()
     pod["status"]["initContainerStatuses"][0]["state"] = {"running": {}}  # now it waits for the code
-    cache.put(pod)
+    cache.put(pod, wake_signal(pod))
     kube.store.redis.set(keys.code_delivered("k8s-claimed-1"), "sending", px=9000)  # another worker's
     assert backend.setup_status(ctx).detail == "the code is on its way to the pod"
     hint = backend.wait_hint(ctx)

@@ -40,6 +40,7 @@ from workers.backends.kubernetes.pod_state import (
     exit_code_from_agent_log,
     sign_of,
     strip_exit_mark,
+    wake_signal,
 )
 from workers.backends.kubernetes.policy import check_policy
 from workers.backends.kubernetes.watch import PodCache
@@ -98,7 +99,7 @@ class KubernetesBackend:
         if state.kind == "lost":
             raise PodLost(state.message, node_loss=state.node_loss)
         assert pod is not None  # a deleted pod is lost
-        self._hint = (name, WaitHint(sign=f"{name}:{sign_of(pod)}"))
+        self._hint = (name, WaitHint(sign=f"{name}:{sign_of(wake_signal(pod))}"))
         return state, pod
 
     def wait_hint(self, ctx: BuildContext) -> WaitHint:

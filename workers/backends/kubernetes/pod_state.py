@@ -347,9 +347,9 @@ def wake_signal(pod: Json) -> tuple[Any, ...]:
     )
 
 
-def sign_of(pod: Json) -> str:
-    """A short digest of `wake_signal`: equal for two states of a pod a waiting step decides alike.
+def sign_of(signal: tuple[Any, ...]) -> str:
+    """A short digest of a pod's `wake_signal`: equal for two states a waiting step decides alike.
 
     The watch caches it beside each build's pod and a parked look keeps the one it saw, so a safety
     look can ask Redis whether anything a look acts on changed, without running the look."""
-    return hashlib.blake2b(repr(wake_signal(pod)).encode(), digest_size=8).hexdigest()
+    return hashlib.blake2b(repr(signal).encode(), digest_size=8).hexdigest()

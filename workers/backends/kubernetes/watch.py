@@ -40,15 +40,15 @@ class PodCache:
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
 
-    def put(self, pod: dict[str, Any]) -> None:
-        """Cache the pod, and its build's sign (in the same transaction: a look that read this JSON
-        and the sign a safety look compares against always agree)."""
+    def put(self, pod: dict[str, Any], signal: tuple[Any, ...]) -> None:
+        """Cache the pod, and its build's sign from the pod's `signal` (in the same transaction: a
+        look that read this JSON and the sign a safety look compares against always agree)."""
         name = pod["metadata"]["name"]
         with self.redis.pipeline() as pipe:
             pipe.set(keys.pod(name), json.dumps(pod), ex=_TTL)
             pipe.sadd(keys.PODS_LIVE, name)
             if build := _build_of(pod):
-                pipe.set(keys.wait_sign(build), f"{name}:{sign_of(pod)}", ex=_TTL)
+                pipe.set(keys.wait_sign(build), f"{name}:{sign_of(signal)}", ex=_TTL)
             pipe.execute()
 
     def gone(self, name: str, build: str | None = None) -> None:
@@ -141,8 +141,8 @@ class PodWatcher:
             self.signals.pop(name, None)
             changed = True
         else:
-            self.cache.put(pod)
             signal = wake_signal(pod)
+            self.cache.put(pod, signal)
             changed = self.signals.get(name) != signal
             self.signals[name] = signal
         if build and changed:
