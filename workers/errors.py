@@ -9,7 +9,13 @@ class TransientError(RuntimeError):
     """It may pass (5xx, 429, connection refused, network): the step is retried with backoff."""
 
     retry_after: float | None = None  # seconds the server asked for (429 Retry-After)
-    answered: bool = False  # the other end answered (5xx, 429): what was sent did not take effect
+    answered: bool = False  # see `Refused`
+
+
+class Refused(TransientError):
+    """The other end answered, for now no (5xx, 429): what was sent did not take effect."""
+
+    answered = True
 
 
 class PodLost(RuntimeError):

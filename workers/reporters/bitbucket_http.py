@@ -18,7 +18,7 @@ import httpx
 
 from schemas.record import BuildRecord
 from schemas.settings import Settings
-from workers.errors import TransientError
+from workers.errors import Refused, TransientError
 
 log = logging.getLogger(__name__)
 
@@ -100,9 +100,7 @@ class BitbucketReporter:
             raise TransientError(f"{self.name} to {url} failed: {type(exc).__name__}") from None
         code = response.status_code
         if code == 429 or code >= 500:
-            error = TransientError(f"{self.name} to {url} answered {code}")
-            error.answered = True
-            raise error
+            raise Refused(f"{self.name} to {url} answered {code}")
         if 200 <= code < 300:
             return f"{self.name}: posted {body['state']}"
         text = _redact(response.text, secrets)

@@ -20,7 +20,7 @@ from schemas.public import Redactor
 from schemas.record import BuildRecord, utcnow
 from schemas.settings import Settings
 from schemas.urls import callback_problem
-from workers.errors import TransientError
+from workers.errors import Refused, TransientError
 
 log = logging.getLogger(__name__)
 
@@ -74,9 +74,7 @@ def post_result(build_id: str, state: str, body: str, url: str, timeout: float) 
             f"{JenkinsCallback.name} to {_where(url)} failed: {type(exc).__name__}"
         ) from None
     if response.status_code == 429 or response.status_code >= 500:
-        error = TransientError(f"{name} to {_where(url)} answered {response.status_code}")
-        error.answered = True
-        raise error
+        raise Refused(f"{name} to {_where(url)} answered {response.status_code}")
     if response.status_code >= 400:
         log.warning("build=%s %s to %s refused with %d: %s", build_id, name, _where(url),
                     response.status_code, response.text[:500])  # fmt: skip
