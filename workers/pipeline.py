@@ -136,9 +136,8 @@ def next_look(budget_left: float | None, safety: float, within: float | None = N
     """Seconds until a parked build looks on its own: the safety-net interval, or just after its budget
     ends when that is sooner (so a timeout is noticed without a wake-up), or `within` (what the look
     asked for) when that is sooner still."""
-    last = budget_ends(budget_left)
-    soonest = [t for t in (safety, last, within) if t is not None]
-    return max(0.5, min(soonest)) if within is not None else min(soonest)
+    asked = None if within is None else max(0.5, within)
+    return min(t for t in (safety, budget_ends(budget_left), asked) if t is not None)
 
 
 def budget_ends(budget_left: float | None) -> float | None:
