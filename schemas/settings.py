@@ -10,6 +10,8 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from schemas import git_credentials as credentials_file
+
 Hook = Literal["bitbucket-cloud", "bitbucket-server", "jenkins"]
 HOOKS: tuple[Hook, ...] = ("bitbucket-cloud", "bitbucket-server", "jenkins")
 # What authenticates each receiver: the settings named here, any one of them (README "Webhooks").
@@ -68,6 +70,11 @@ class Settings(BaseSettings):
     teardown_timeout: float = Field(default=600.0, gt=0)
     teardown_grace: float = Field(default=3.0, ge=0)
     log_tail_lines: int = Field(default=40, ge=1)
+    # Private repositories: git's `store` helper reads this file (`https://user:token@host` lines), so
+    # no token is ever on a command line, in a URL, in a record or on a page (docs/operations.md).
+    git_credentials: Path | None = Field(
+        default=None, description="a git-credential-store file the worker's git fetches with"
+    )
     job_default: str = "local"
     # Builds of one repository that may run at once; more wait in `queued`, in order. 0: no limit.
     repo_concurrency: int = Field(default=4, ge=0)
@@ -191,6 +198,14 @@ class Settings(BaseSettings):
             raise ValueError(_short("", name))
         return value
 
+    @field_validator("git_credentials")
+    @classmethod
+    def _readable_credentials(cls, value: Path | None) -> Path | None:
+        """A file that cannot be read or parsed fails at start, not as a build's `error` later."""
+        if value is not None:
+            credentials_file.load(value)
+        return value
+
     @field_validator("hooks", "insecure_unsigned_hooks")
     @classmethod
     def _known_hooks(cls, value: str, info: ValidationInfo) -> str:
@@ -282,7 +297,17 @@ class Settings(BaseSettings):
             if field.annotation == SecretStr | None and (secret := getattr(self, name)) is not None:
                 text = secret.get_secret_value()
                 values.extend(csv(text) if name == "ui_tokens" else (text,))
+        values.extend(credential.password for credential in self.git_tokens())
         return tuple(sorted(set(values), key=len, reverse=True))
+
+    def git_tokens(self) -> tuple[credentials_file.Credential, ...]:
+        """The credentials git fetches with, read again each time: the file may be rotated."""
+        if self.git_credentials is None:
+            return ()
+        try:
+            return credentials_file.load(self.git_credentials)
+        except credentials_file.CredentialsError:
+            return ()  # checked at start; a file broken since then fails the fetch, not the masking
 
     @property
     def retention_seconds(self) -> int:

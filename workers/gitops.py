@@ -7,6 +7,11 @@ A webhook build fetches over the network only: git itself refuses every transpor
 ssh (`GIT_ALLOW_PROTOCOL`, `protocol.file.allow=never`: no path, no `file://`, no `ext::`) and does
 not follow redirects, so a URL that passed the receiver's host check cannot lead elsewhere. Only
 `podci run` fetches from a path. git's environment holds none of podci's settings (secrets).
+
+Private repositories: git's own `store` helper reads a copy of `PODCI_GIT_CREDENTIALS` made for each
+checkout in a private directory outside it. Git hands the token to the server and never to a command
+line or a URL; and the helper's `erase` after a refused token, or its `store` after a good one,
+changes only the copy, never the operator's file (often a read-only Secret).
 """
 
 from __future__ import annotations
@@ -14,9 +19,13 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from schemas.request import Revision
 from schemas.urls import GIT_ALLOW_PROTOCOL
@@ -72,12 +81,52 @@ def git(
     return proc
 
 
-def _fetch(repo: Path, side: str, rev: Revision, remote_only: bool) -> str:
+@contextmanager
+def credential_helper(credentials: Path | None) -> Iterator[tuple[str, ...]]:
+    """git options that make its `store` helper read a private copy of `credentials` (and nothing
+    else: a helper from the user's own git config is dropped), removed when the fetches are done."""
+    if credentials is None:
+        yield ()
+        return
+    private = Path(tempfile.mkdtemp(prefix="podci-git-"))  # mode 0700: only this user reads the copy
+    try:
+        copy = private / "credentials"
+        shutil.copyfile(credentials, copy)
+        copy.chmod(0o600)
+        yield ("-c", "credential.helper=", "-c", f"credential.helper=store --file={copy}")
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
+
+
+def _host(url: str) -> str:
+    """The host (and port) of a clone URL, for sentences: never the user or token it may hold."""
+    return urlsplit(url).netloc.rpartition("@")[2] if "://" in url else url.partition(":")[0]
+
+
+def _refused(err: str, url: str) -> GitError | None:
+    """A server that wants credentials podci does not have, or refuses the ones it has."""
+    host = _host(url)
+    if "could not read Username" in err or "could not read Password" in err:
+        return GitError(
+            f"{host} asks for a user name and token and PODCI_GIT_CREDENTIALS has none for it: add a "
+            f"line https://USER:TOKEN@{host} to that file (docs/operations.md, private repositories)"
+        )
+    if "Authentication failed" in err or "returned error: 403" in err:
+        return GitError(
+            f"{host} refused the credentials PODCI_GIT_CREDENTIALS has for it: check that the token "
+            f"is valid and may read {url}"
+        )
+    return None
+
+
+def _fetch(repo: Path, side: str, rev: Revision, remote_only: bool, helper: tuple[str, ...] = ()) -> str:
     local = f"refs/podci/{side}"
-    argv = ("fetch", "--quiet", "--no-tags", "--", rev.clone_url, f"+{rev.ref}:{local}")
+    argv = (*helper, "fetch", "--quiet", "--no-tags", "--", rev.clone_url, f"+{rev.ref}:{local}")
     proc = git(repo, *argv, check=False, remote_only=remote_only)
     if proc.returncode != 0:
         err = proc.stderr.strip()
+        if (refused := _refused(err, rev.clone_url)) is not None:
+            raise refused
         if "couldn't find remote ref" in err or "invalid refspec" in err:
             raise GitError(f"the {side} branch `{rev.ref}` does not exist in {rev.clone_url}")
         if "does not appear to be a git repository" in err or "not found" in err.lower():
@@ -105,6 +154,7 @@ def prepare(
     when: datetime,
     *,
     remote_only: bool = False,
+    credentials: Path | None = None,
 ) -> MergeResult:
     """Make `dest` a fresh repository holding the source merged into the target. Safe to run twice:
     whatever a killed earlier attempt left in `dest` is thrown away first. `remote_only` (a webhook
@@ -112,15 +162,16 @@ def prepare(
 
     The merge commit is dated `when` (the build's creation) and signed by podci, so the same inputs
     make the same commit on any worker: another worker can make it again (`ensure_merge`) instead of
-    the build depending on one worker's disk."""
+    the build depending on one worker's disk. `credentials`: `PODCI_GIT_CREDENTIALS`."""
     shutil.rmtree(dest, ignore_errors=True)
     dest.mkdir(parents=True)
     git(dest, "init", "--quiet")
-    source = _fetch(dest, "source", source_rev, remote_only)
-    if target_rev is None:
+    with credential_helper(credentials) as helper:
+        source = _fetch(dest, "source", source_rev, remote_only, helper)
+        target = None if target_rev is None else _fetch(dest, "target", target_rev, remote_only, helper)
+    if target_rev is None or target is None:
         git(dest, "checkout", "--quiet", "--detach", source)
         return MergeResult(commit=source, source_commit=source, target_commit=None)
-    target = _fetch(dest, "target", target_rev, remote_only)
     git(dest, "checkout", "--quiet", "--detach", target)
     message = f"podci: merge {source_rev.ref} into {target_rev.ref}"
     stamp = when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S+0000")
@@ -152,12 +203,13 @@ def ensure_merge(
     commit: str,
     *,
     remote_only: bool = False,
+    credentials: Path | None = None,
 ) -> None:
     """`dest` holds the build's merge `commit`: the checkout step's own, or made again from the
     commits it pinned (a worker other than the one that checked out delivers the code)."""
     if has_commit(dest, commit):
         return
-    result = prepare(source, target, dest, when, remote_only=remote_only)
+    result = prepare(source, target, dest, when, remote_only=remote_only, credentials=credentials)
     if result.commit != commit:
         raise PermanentError(
             f"making the merge again on this worker gave commit {str(result.commit)[:12]}, not the build's "

@@ -76,8 +76,9 @@ def checkout(rt: Runtime, record: BuildRecord) -> Outcome:
     dest = rt.checkout_dir(record)
     request = record.request
     result = gitops.prepare(
-        request.source, request.target, dest, record.created, remote_only=request.remote_only
-    )
+        request.source, request.target, dest, record.created,
+        remote_only=request.remote_only, credentials=rt.settings.git_credentials,
+    )  # fmt: skip
     if result.commit is None:
         files = ", ".join(result.conflicts)
         target = record.request.target.ref if record.request.target else "?"

@@ -149,7 +149,7 @@ class KubernetesBackend:
         try:
             gitops.ensure_merge(
                 ctx.source, ctx.target, ctx.checkout_dir, ctx.created, ctx.merge_commit,
-                remote_only=ctx.remote_only,
+                remote_only=ctx.remote_only, credentials=self.settings.git_credentials,
             )  # fmt: skip
             bundle = gitops.bundle(ctx.checkout_dir, ctx.merge_commit)
             size = bundle.stat().st_size
