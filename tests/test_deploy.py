@@ -340,13 +340,19 @@ def secret_template_keys(name: str) -> set[str]:
 
 def test_secrets_are_templates_that_the_manifests_use_but_never_apply(base: list[Obj]) -> None:
     templates = secret_templates()
-    assert set(templates) == {"podci-secrets", "podci-flower-auth", "podci-oauth2-proxy"}
+    assert set(templates) == {
+        "podci-secrets",
+        "podci-flower-auth",
+        "podci-oauth2-proxy",
+        "podci-git-credentials",
+    }
     assert not find(base, "Secret"), "kubectl apply -k must never overwrite the operator's secrets"
     allowed = settings_env_names() | click_env_names() | {"REDIS_PASSWORD"}
     for name, secret in templates.items():
         kubernetes_validate.validate(secret, K8S, strict=True)
         for key, value in secret["stringData"].items():
-            assert re.fullmatch(r".*<[^>]+>.*", value), f"{name}.{key} holds a value, not a <placeholder>"
+            for line in value.splitlines():
+                assert re.fullmatch(r".*<[^>]+>.*", line), f"{name}.{key} holds a value, not a <placeholder>"
             if name == "podci-secrets":
                 assert key in allowed, f"{name}.{key} is no setting podci reads"
     referenced = set()
@@ -367,6 +373,26 @@ def test_secrets_are_templates_that_the_manifests_use_but_never_apply(base: list
     for name, key in referenced:
         assert name in templates, f"secret {name} is used but has no template"
         assert key is None or key in templates[name]["stringData"], f"secret {name} has no key {key}"
+
+
+def test_private_repos_mount_the_git_credentials_in_the_worker_alone(kubectl: str) -> None:
+    """The token file reaches the one process that fetches, read-only; the settings point at it."""
+    objs = render(kubectl, DEPLOY / "overlays" / "private-repos")
+    template = secret_templates()["podci-git-credentials"]
+    mounted = []
+    for obj in objs:
+        if obj["kind"] not in WORKLOADS:
+            continue
+        volumes = {v["name"]: v for v in pod_spec(obj).get("volumes", [])}
+        for container in pod_spec(obj)["containers"]:
+            for mount in container.get("volumeMounts", []):
+                secret = volumes.get(mount["name"], {}).get("secret", {}).get("secretName")
+                if secret == "podci-git-credentials":
+                    mounted.append((obj["metadata"]["name"], mount))
+                    env = {e["name"]: e.get("value") for e in container.get("env", [])}
+                    key = env["PODCI_GIT_CREDENTIALS"].removeprefix(mount["mountPath"] + "/")
+                    assert key in template["stringData"], "PODCI_GIT_CREDENTIALS names no key of the Secret"
+    assert [(name, mount.get("readOnly")) for name, mount in mounted] == [("podci-worker", True)]
 
 
 def test_only_the_api_is_reachable_from_outside(base: list[Obj]) -> None:
