@@ -46,10 +46,13 @@ def _short(value: str, name: str) -> str | None:
     )
 
 
+SCRATCH_LOGS = "scratch-logs"
+
+
 def scratch_log_dir(state_dir: Path, build_name: str) -> Path:
     """Where a build writes its logs on the worker while it runs: the log store gets them once they
     are final, so that a page never needs the worker's disk."""
-    return state_dir / "scratch-logs" / build_name
+    return state_dir / SCRATCH_LOGS / build_name
 
 
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
@@ -353,6 +356,10 @@ class Settings(BaseSettings):
     def log_store_url(self) -> str:
         """PODCI_LOG_STORE as given, or the state directory's `logs` (where logs always were)."""
         return self.log_store or str(self.logs_dir)
+
+    @property
+    def scratch_logs_dir(self) -> Path:
+        return self.state_dir / SCRATCH_LOGS
 
     def scratch_log_dir(self, build_name: str) -> Path:
         return scratch_log_dir(self.state_dir, build_name)
