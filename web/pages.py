@@ -223,7 +223,8 @@ def make_router(
             pod=record.pods[-1].pod if record.pods else "",
         )
 
-    @router.get("/builds/{build_id}/logs/{name}", summary="one log file of a build", response_model=None)
+    # `name:path`: a container log is named `containers/web`, its slash sent as %2F and decoded by then.
+    @router.get("/builds/{build_id}/logs/{name:path}", summary="one log of a build", response_model=None)
     def log(request: Request, build_id: str, name: str) -> Response:
         who, record = reader(request), store.get(build_id)
         if not access.may_read(who, record.request.repo if record else "") or (
