@@ -27,7 +27,7 @@ def submit(
     waiting = not request.trusted
     record = store.create(
         request,
-        log_root=str(settings.logs_dir),
+        log_root=settings.log_store_url,
         due=time.time() + settings.stall_grace,
         dedupe=dedupe,
         dedupe_ttl=settings.delivery_ttl,

@@ -24,6 +24,7 @@ from schemas.public import Redactor
 from schemas.settings import Settings
 from store.builds import BuildStore
 from store.connection import connect
+from store.logstore import open_log_store
 from store.metrics import RedisCollector
 from web import pages
 from web.access import Access
@@ -76,8 +77,9 @@ def create_app(settings: Settings, celery: Celery | None = None, redis: Redis | 
         api.add_exception_handler(error, lambda request, exc: unavailable(exc))
     api.include_router(receiver.make_router(settings, intake))
     redactor = Redactor(settings.secret_values(), [str(settings.state_dir)])
+    log_store = open_log_store(settings.log_store_url, settings.s3_endpoint_url)
     api.include_router(
-        pages.make_router(store, settings.public_url, Access.from_settings(settings), redactor)
+        pages.make_router(store, settings.public_url, Access.from_settings(settings), redactor, log_store)
     )
 
     registry = CollectorRegistry(auto_describe=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -47,6 +48,38 @@ def _short(value: str, name: str) -> str | None:
     )
 
 
+SCRATCH_LOGS = "scratch-logs"
+
+
+def scratch_log_dir(state_dir: Path, build_name: str) -> Path:
+    """Where a build writes its logs on the worker while it runs: the log store gets them once they
+    are final, so that a page never needs the worker's disk."""
+    return state_dir / SCRATCH_LOGS / build_name
+
+
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+
+
+def log_store_problem(value: str) -> None:
+    """Refuse a PODCI_LOG_STORE that names no place podci can write: a typo here would lose every log."""
+    if "://" not in value:
+        return
+    scheme, _, rest = value.partition("://")
+    if scheme != "s3":
+        raise ValueError(
+            f"PODCI_LOG_STORE holds {value!r}, a {scheme}:// URL; podci keeps logs in a directory "
+            "(a path such as /var/lib/podci/logs) or on an S3-compatible store (s3://bucket/prefix)"
+        )
+    bucket = rest.partition("/")[0]
+    if not bucket:
+        raise ValueError(f"PODCI_LOG_STORE holds {value!r}, which names no bucket; write s3://bucket/prefix")
+    if not _BUCKET.fullmatch(bucket):
+        raise ValueError(
+            f"PODCI_LOG_STORE names the bucket {bucket!r}, which is not a valid S3 bucket name "
+            "(3-63 characters: lowercase letters, digits, dots and hyphens)"
+        )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PODCI_", extra="ignore", frozen=True)
 
@@ -80,6 +113,13 @@ class Settings(BaseSettings):
     repo_concurrency: int = Field(default=4, ge=0)
     # Records, their indexes and counters, and the logs of builds expire this long after their last change.
     retention_days: float = Field(default=30, gt=0, le=3650)
+    # Where finished logs are kept, read by the pages: API and workers share nothing else but Redis.
+    log_store: str = Field(
+        default="", description="a directory, or s3://bucket/prefix; unset: the state directory's `logs`"
+    )
+    s3_endpoint_url: str | None = Field(
+        default=None, description="an S3-compatible store's address (MinIO...); unset: AWS S3"
+    )
 
     # --- the Kubernetes backend ---
     kube_context: str | None = Field(default=None, description="kubeconfig context; in a pod: in-cluster")
@@ -229,6 +269,22 @@ class Settings(BaseSettings):
                 )
         return value
 
+    @field_validator("log_store")
+    @classmethod
+    def _log_store(cls, value: str) -> str:
+        log_store_problem(value)
+        return value
+
+    @field_validator("s3_endpoint_url")
+    @classmethod
+    def _endpoint(cls, value: str | None) -> str | None:
+        parts = urlsplit(value or "")
+        if value is not None and (parts.scheme not in ("http", "https") or not parts.hostname):
+            raise ValueError(
+                f"PODCI_S3_ENDPOINT_URL holds {value!r}; it must be an http(s) URL such as http://minio:9000"
+            )
+        return value
+
     @field_validator("trusted_proxies")
     @classmethod
     def _networks(cls, value: str) -> str:
@@ -320,6 +376,18 @@ class Settings(BaseSettings):
     @property
     def logs_dir(self) -> Path:
         return self.state_dir / "logs"
+
+    @property
+    def log_store_url(self) -> str:
+        """PODCI_LOG_STORE as given, or the state directory's `logs` (where logs always were)."""
+        return self.log_store or str(self.logs_dir)
+
+    @property
+    def scratch_logs_dir(self) -> Path:
+        return self.state_dir / SCRATCH_LOGS
+
+    def scratch_log_dir(self, build_name: str) -> Path:
+        return scratch_log_dir(self.state_dir, build_name)
 
     @property
     def branch_build_patterns(self) -> tuple[str, ...]:

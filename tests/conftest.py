@@ -21,6 +21,7 @@ from schemas.settings import Settings
 from store.builds import BuildStore
 from testkit.gitrepo import GitServer
 from tests.helpers import Worker
+from tests.s3 import CREDENTIALS, s3_server
 
 FAST = {
     "PODCI_STALL_GRACE": "3",
@@ -91,3 +92,14 @@ def app(settings: Settings) -> Celery:
 @pytest.fixture(scope="session")
 def store(redis_url: str) -> BuildStore:
     return BuildStore(Redis.from_url(redis_url))
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """One S3 server for the session (each test uses its own bucket); the AWS credentials boto3 reads
+    are set for this process, as an operator sets them for podci's."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in CREDENTIALS.items():
+            patch.setenv(name, value)
+        with s3_server() as endpoint:
+            yield endpoint

@@ -12,6 +12,7 @@ import pytest
 
 from schemas.record import BuildState, Step
 from schemas.settings import Settings
+from store.logstore import DirLogStore
 from tests.test_pipeline import NOW, record
 from workers.gc import expired_logs
 from workers.logfiles import TAIL_MAX, mask_file, tail
@@ -60,4 +61,5 @@ def test_logs_outliving_the_retention_are_collected(tmp_path: Path) -> None:
         os.utime(folder, (then, then))
     running = SimpleNamespace(complete=False)
     store = SimpleNamespace(get=lambda name: running if name == "running-1" else None)
-    assert expired_logs(settings, store, time.time()) == ["old-1"]  # type: ignore[arg-type]
+    logs = DirLogStore(settings.logs_dir)
+    assert expired_logs(settings, store, logs, time.time()) == ["old-1"]  # type: ignore[arg-type]

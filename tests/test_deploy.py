@@ -334,6 +334,9 @@ def secret_templates() -> dict[str, Obj]:
     return templates
 
 
+LOG_STORE_CREDENTIALS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+
+
 def secret_template_keys(name: str) -> set[str]:
     return set(secret_templates()[name]["stringData"])
 
@@ -347,7 +350,8 @@ def test_secrets_are_templates_that_the_manifests_use_but_never_apply(base: list
         "podci-git-credentials",
     }
     assert not find(base, "Secret"), "kubectl apply -k must never overwrite the operator's secrets"
-    allowed = settings_env_names() | click_env_names() | {"REDIS_PASSWORD"}
+    # AWS_*: the log store's credentials, read by boto3 (docs/operations.md, "The log store").
+    allowed = settings_env_names() | click_env_names() | {"REDIS_PASSWORD", *LOG_STORE_CREDENTIALS}
     for name, secret in templates.items():
         kubernetes_validate.validate(secret, K8S, strict=True)
         for key, value in secret["stringData"].items():
@@ -538,7 +542,7 @@ def podci_services(doc: Obj) -> dict[str, Obj]:
 
 def test_compose_parses_and_runs_every_role() -> None:
     doc = compose()
-    assert set(doc["services"]) == {"redis", "api", "worker", "beat", "flower"}
+    assert set(doc["services"]) == {"redis", "minio", "minio-bucket", "api", "worker", "beat", "flower"}
     services = podci_services(doc)
     assert set(services) == {"api", "worker", "beat", "flower"}
     roles = set()
@@ -546,7 +550,10 @@ def test_compose_parses_and_runs_every_role() -> None:
         assert isinstance(svc["command"], list), f"{name}: command as a list, never through a shell"
         check_podci_argv(svc["command"], f"compose service {name}")
         roles.add(svc["command"][0])
-        assert svc["depends_on"] == {"redis": {"condition": "service_healthy"}}, name
+        assert svc["depends_on"] == {
+            "redis": {"condition": "service_healthy"},
+            "minio-bucket": {"condition": "service_completed_successfully"},
+        }, name
         assert (
             svc["build"]["context"] == ".."
             and (COMPOSE.parent / svc["build"]["context"] / "Dockerfile").is_file()
@@ -560,6 +567,22 @@ def test_compose_parses_and_runs_every_role() -> None:
     assert "8080" in services["api"]["ports"][0].rsplit(":", 1)[-1]
     worker = services["worker"]
     assert "ports" not in worker and "container_name" not in worker, "`--scale worker=N` needs neither"
+
+
+def test_compose_keeps_logs_in_minio_in_a_bucket_made_at_start() -> None:
+    doc = compose()
+    services = podci_services(doc)
+    bucket = doc["services"]["minio-bucket"]
+    assert bucket["image"].startswith("minio/mc:") and bucket["restart"] == "no"
+    assert doc["services"]["minio"]["image"].startswith("minio/minio:")
+    for name, svc in services.items():
+        env = svc["environment"]
+        store = Settings(log_store=env["PODCI_LOG_STORE"], s3_endpoint_url=env["PODCI_S3_ENDPOINT_URL"])
+        assert store.log_store_url.startswith("s3://"), name
+        made = f"store/{store.log_store_url.removeprefix('s3://').split('/')[0]}"
+        assert f"mc mb --ignore-existing {made}" in bucket["entrypoint"][-1], name
+        assert env["PODCI_S3_ENDPOINT_URL"] == "http://minio:9000", name
+        assert set(LOG_STORE_CREDENTIALS) <= set(env), name
 
 
 def test_compose_redis_persists_and_is_health_checked() -> None:

@@ -25,6 +25,7 @@ from schemas.repo_config import RepoConfig
 from schemas.request import BuildRequest, Revision
 from schemas.settings import Settings
 from store.builds import BuildStore
+from store.logstore import DirLogStore
 from testkit.servers import Server
 from tests.test_webhooks import other_db
 from web.access import Access
@@ -120,20 +121,26 @@ def add_build(
     return changed
 
 
-def build_site(store: BuildStore, log_dir: Path) -> dict[str, BuildRecord]:
-    """Four builds: a finished failed one, a failed one still tearing down, a passed one, a queued one."""
-    log_dir.mkdir(parents=True, exist_ok=True)
-    (log_dir / "tests.log").write_text("full test output\nFAILED " + FAILED_TEST + "\n")
-    (log_dir / "app.log").write_text("app container says hello\n")
-    (log_dir / "redis.log").write_text("Ready to accept connections\n")
-    (log_dir / "secret.txt").write_text("not a log of the build\n")
-    logs = {name: str(log_dir / f"{name}.log") for name in ("tests", "app", "redis", "gone")}
-    return {
+def build_site(store: BuildStore, log_store: DirLogStore) -> dict[str, BuildRecord]:
+    """Four builds: a finished failed one, a failed one still tearing down, a passed one, a queued one.
+    The failed ones' logs are in the log store, as a worker puts them; `gone` is listed but not kept."""
+    scratch = log_store.root.parent / "scratch"
+    scratch.mkdir(parents=True, exist_ok=True)
+    (scratch / "tests.log").write_text("full test output\nFAILED " + FAILED_TEST + "\n")
+    (scratch / "app.log").write_text("app container says hello\n")
+    (scratch / "redis.log").write_text("Ready to accept connections\n")
+    files = {name: scratch / f"{name}.log" for name in ("tests", "app", "redis")}
+    logs = {name: f"{name}.log" for name in ("tests", "app", "redis", "gone")}
+    records = {
         "failed": add_build(store, request_for("team/webapp", 12, "feature/login"), "teardown", 1, logs),
         "kept": add_build(store, request_for("team/webapp", 13, "bugfix/session"), "run_tests", 1, logs),
         "passed": add_build(store, request_for("team/other", 4, "topic", job="other-pr"), "teardown"),
         "queued": add_build(store, request_for("team/webapp", 14, "feature/queue"), None),
     }
+    for key in ("failed", "kept"):
+        log_store.put(records[key].name, files)
+    (log_store.root / records["failed"].name / "secret.txt").write_text("not a log of the build\n")
+    return records
 
 
 @pytest.fixture(scope="module")
@@ -141,13 +148,13 @@ def site(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     redis = Redis.from_url(other_db(settings, 6).require_redis_url())
     redis.flushdb()
     store = BuildStore(redis)
-    log_dir = tmp_path_factory.mktemp("pages") / "logs"
-    records = build_site(store, log_dir)
+    log_store = DirLogStore(tmp_path_factory.mktemp("pages") / "logs")
+    records = build_site(store, log_store)
     api = FastAPI()
     server = Server(api)  # its port is chosen here, so the pages can link to it before it starts
-    api.include_router(make_router(store, server.url, Access(tokens=(UI_TOKEN,)), REDACTOR))
+    api.include_router(make_router(store, server.url, Access(tokens=(UI_TOKEN,)), REDACTOR, log_store))
     with server:
-        yield Site(server.url, store, log_dir=log_dir, **records)
+        yield Site(server.url, store, log_dir=log_store.root, **records)
     redis.flushdb()
 
 
@@ -302,7 +309,7 @@ def test_log_route_refuses_anything_not_registered(site: Site, name: str) -> Non
 
 
 def test_log_route_refuses_a_registered_path_given_as_the_name(site: Site) -> None:
-    path = str(site.log_dir / "tests.log")
+    path = str(site.log_dir / site.failed.name / "tests.log")
     reply = httpx.get(f"{site.url}/builds/{site.failed.id}/logs/" + path.replace("/", "%2F"), headers=LOGIN)
     assert reply.status_code == 404
     assert "full test output" not in reply.text

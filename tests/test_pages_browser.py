@@ -20,6 +20,7 @@ from schemas.record import BuildRecord
 from schemas.record import TestCaseFailure as CaseFailure  # aliased: pytest would collect `Test*`
 from schemas.settings import Settings
 from store.builds import BuildStore
+from store.logstore import DirLogStore
 from testkit.servers import Server
 from tests.helpers import ROOT
 from tests.test_pages import FAILED_TEST, UI_TOKEN, add_build, build_site, request_for
@@ -61,8 +62,8 @@ def site(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     redis = Redis.from_url(other_db(settings, 7).require_redis_url())
     redis.flushdb()
     store = BuildStore(redis)
-    log_dir = tmp_path_factory.mktemp("browser") / "logs"
-    records = build_site(store, log_dir)
+    log_store = DirLogStore(tmp_path_factory.mktemp("browser") / "logs")
+    records = build_site(store, log_store)
     logs = records["failed"].logs
     branch = "feature/" + "very-long-branch-" * 8 + "end"
     wide = add_build(store, request_for("team/webapp", 99, branch), "teardown", 1, logs)
@@ -70,7 +71,7 @@ def site(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     assert failed is not None
     api = FastAPI()
     server = Server(api)  # its port is chosen here, so the pages can link to it before it starts
-    api.include_router(make_router(store, server.url, Access(tokens=(UI_TOKEN,)), Redactor(())))
+    api.include_router(make_router(store, server.url, Access(tokens=(UI_TOKEN,)), Redactor(()), log_store))
     with server:
         yield Site(server.url, failed)
     redis.flushdb()

@@ -30,6 +30,7 @@ from markupsafe import Markup
 from schemas.public import Redactor
 from schemas.record import BuildRecord, BuildState, utcnow
 from store.builds import BuildStore
+from store.logstore import LogStore, LogStoreUnavailable
 from web.access import COOKIE, Access
 from web.timeline import format_seconds, timeline_svg
 
@@ -98,22 +99,28 @@ def local_next(value: str) -> str:
     return value if value.startswith("/") and not value.startswith(("//", "/\\")) else "/builds"
 
 
-def read_log(path: Path, redactor: Redactor) -> str:
-    """A log file as shown: masked, and only its last LOG_SHOWN_MAX bytes when it is longer."""
-    with open(path, "rb") as handle:
-        size = handle.seek(0, 2)
-        handle.seek(max(0, size - LOG_SHOWN_MAX))
-        text = handle.read().decode(errors="replace")
-    if size > LOG_SHOWN_MAX:
-        text = f"[the first {size - LOG_SHOWN_MAX} bytes of this log are not shown]\n" + text
+def read_log(log_store: LogStore, build: str, name: str, redactor: Redactor) -> str | None:
+    """A log as shown, from the log store (never the worker's disk): masked, and only its last
+    LOG_SHOWN_MAX bytes when it is longer. None when the store has no such log."""
+    tail = log_store.tail(build, name, LOG_SHOWN_MAX)
+    if tail is None:
+        return None
+    text = tail.data.decode(errors="replace")
+    if tail.size > LOG_SHOWN_MAX:
+        text = f"[the first {tail.size - LOG_SHOWN_MAX} bytes of this log are not shown]\n" + text
     return redactor.text(text)
 
 
 def make_router(
-    store: BuildStore, public_url: str, access: Access | None = None, redactor: Redactor | None = None
+    store: BuildStore,
+    public_url: str,
+    access: Access | None = None,
+    redactor: Redactor | None = None,
+    log_store: LogStore | None = None,
 ) -> APIRouter:
     """Routes under `/builds` and the login form; links in the pages start with `public_url` (the
-    address people use). Without `access` nobody may read a page (closed by default)."""
+    address people use). Without `access` nobody may read a page (closed by default); without
+    `log_store` no log is served."""
     base = public_url.rstrip("/")
     access = access or Access()
     redactor = redactor or Redactor(())
@@ -216,7 +223,8 @@ def make_router(
             pod=record.pods[-1].pod if record.pods else "",
         )
 
-    @router.get("/builds/{build_id}/logs/{name}", summary="one log file of a build", response_model=None)
+    # `name:path`: a container log is named `containers/web`, its slash sent as %2F and decoded by then.
+    @router.get("/builds/{build_id}/logs/{name:path}", summary="one log of a build", response_model=None)
     def log(request: Request, build_id: str, name: str) -> Response:
         who, record = reader(request), store.get(build_id)
         if not access.may_read(who, record.request.repo if record else "") or (
@@ -226,12 +234,21 @@ def make_router(
         if record is None:
             return not_found(request, f"There is no build named {build_id!r}; it may have expired.")
         # Only names the record lists are served, never a path taken from the URL.
-        path = record.logs.get(name)
-        if path is None or not Path(path).is_file():
+        try:
+            text = (
+                read_log(log_store, record.name, name, redactor)
+                if log_store and name in record.logs
+                else None
+            )
+        except ValueError:  # a name no store could hold (a record from elsewhere): no such log
+            text = None
+        except LogStoreUnavailable:
+            sentence = "The log store does not answer just now; try again in a minute."
+            return JSONResponse({"error": sentence}, status_code=503, headers={"Retry-After": "30"})
+        if text is None:
             return not_found(request, f"Build {build_id!r} has no log named {name!r}.")
         return PlainTextResponse(
-            read_log(Path(path), redactor), media_type="text/plain; charset=utf-8",
-            headers={"X-Content-Type-Options": "nosniff"},
-        )  # fmt: skip
+            text, media_type="text/plain; charset=utf-8", headers={"X-Content-Type-Options": "nosniff"}
+        )
 
     return router

@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 
 from schemas.request import Revision
 from schemas.urls import GIT_ALLOW_PROTOCOL
+from workers.environ import for_children
 from workers.errors import PermanentError, TransientError
 from workers.logfiles import first_error_line
 
@@ -54,7 +55,7 @@ class MergeResult:
 
 
 def _env(remote_only: bool = False) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "PODCI_"))}
+    env = for_children(os.environ, "GIT_")
     env.update(GIT_TERMINAL_PROMPT="0", LC_ALL="C", GIT_CONFIG_NOSYSTEM="1")
     if remote_only:
         env["GIT_ALLOW_PROTOCOL"] = GIT_ALLOW_PROTOCOL

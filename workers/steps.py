@@ -19,9 +19,10 @@ from schemas.record import BuildRecord, BuildState, PodAttempt, Step, TestCaseFa
 from schemas.repo_config import RepoConfig
 from schemas.settings import Settings
 from schemas.urls import clone_url_problem
+from store.logstore import LogStore, LogStoreUnavailable
 from workers import gitops
 from workers.backends.base import BuildContext, ClusterBackend
-from workers.errors import PodLost
+from workers.errors import PodLost, TransientError
 from workers.junit import JUnitError, parse_junit
 from workers.logfiles import tail
 from workers.pipeline import (
@@ -48,13 +49,15 @@ FAILURES_KEPT, FAILURE_NAME_MAX, FAILURE_MESSAGE_MAX = 100, 500, 2000
 class Runtime:
     settings: Settings
     backend: ClusterBackend
+    logs: LogStore
 
     def checkout_dir(self, record: BuildRecord) -> Path:
         """The worker's merge of the build's code, kept until teardown (relaunched pods need it)."""
         return self.settings.checkouts_dir / record.name
 
     def context(self, record: BuildRecord) -> BuildContext:
-        return BuildContext.from_record(record, self.checkout_dir(record))
+        scratch = self.settings.scratch_log_dir(record.name)
+        return BuildContext.from_record(record, self.checkout_dir(record), scratch)
 
 
 def _clone_urls_refused(rt: Runtime, record: BuildRecord) -> str | None:
@@ -179,7 +182,7 @@ def run_tests(rt: Runtime, record: BuildRecord) -> Outcome:
         return _wait(rt, ctx, "tests running", budget - so_far)
     result = TestResult(
         exit_code=status.exit_code,
-        log_path=str(status.log_path),
+        log_path=_store_test_log(rt, ctx, status.log_path),
         log_tail=tail(status.log_path, rt.settings.log_tail_lines, rt.settings.secret_values()),
         **_junit(rt, ctx),
     )
@@ -187,6 +190,29 @@ def run_tests(rt: Runtime, record: BuildRecord) -> Outcome:
         return Done("tests passed", RanTests(result))
     reason = status.reason or f"tests failed with exit code {status.exit_code}"
     return Stop(BuildState.failed, reason, RanTests(result))
+
+
+def _store_test_log(rt: Runtime, ctx: BuildContext, path: Path) -> str:
+    """The finished test log goes to the store now, by the worker that has it: teardown may run on
+    another worker, whose disk does not have it. Its address in the store is what the record keeps."""
+    name = (
+        path.relative_to(ctx.log_dir).with_suffix("").as_posix()
+        if path.is_relative_to(ctx.log_dir)
+        else "tests"
+    )
+    try:
+        if path.is_file():
+            rt.logs.put(ctx.name, {name: path}, rt.settings.secret_values())
+    except LogStoreUnavailable as exc:  # the test result stands; teardown puts the log, and retries
+        log.warning("build=%s the test log waits for the log store: %s", ctx.build_id, exc)
+    return rt.logs.where(ctx.name, name)
+
+
+def _put_logs(rt: Runtime, build: str, files: dict[str, Path]) -> None:
+    try:
+        rt.logs.put(build, files, rt.settings.secret_values())
+    except LogStoreUnavailable as exc:
+        raise TransientError(f"{exc}; the logs stay on this worker until it answers") from exc
 
 
 def _junit(rt: Runtime, ctx: BuildContext) -> dict[str, Any]:
@@ -212,17 +238,35 @@ def _junit(rt: Runtime, ctx: BuildContext) -> dict[str, Any]:
     }
 
 
+def _save_logs(rt: Runtime, record: BuildRecord) -> dict[str, str]:
+    """The build's logs into the store, then the store's list of them (what every earlier try put
+    there too: a teardown that runs again, on another worker, may find nothing left on its own disk).
+    The store is asked first, so that a store that is down is known before a backend fetches logs
+    it fetches only once."""
+    try:
+        rt.logs.check()
+    except LogStoreUnavailable as exc:
+        raise TransientError(str(exc)) from exc
+    scratch = rt.settings.scratch_log_dir(record.name)
+    _put_logs(rt, record.name, rt.backend.logs(record.name, scratch))
+    try:
+        return {name: rt.logs.where(record.name, name) for name in rt.logs.names(record.name)}
+    except LogStoreUnavailable as exc:
+        raise TransientError(str(exc)) from exc
+
+
 def teardown(rt: Runtime, record: BuildRecord) -> Outcome:
     """Save the logs, remove the build's objects and the worker's checkout. The final statuses are
     posted after the build completes, by `podci.notify`, retried apart from the pipeline: an outage of
     Bitbucket delays a status, never the build's end."""
     # Logs first: once the pod is gone, so are its containers' logs.
-    logs = {name: str(path) for name, path in rt.backend.logs(record.name, Path(record.log_dir)).items()}
+    logs = _save_logs(rt, record)
     kept_until = rt.backend.kept_until(record.state, utcnow())
     detail = rt.backend.teardown(record.name, keep_pods=kept_until is not None)
     if detail is None:
         return Wait("waiting for the build's objects to be deleted")
     shutil.rmtree(rt.checkout_dir(record), ignore_errors=True)
+    shutil.rmtree(rt.settings.scratch_log_dir(record.name), ignore_errors=True)
     return Done(detail, TornDown(logs, kept_until))
 
 

@@ -48,7 +48,7 @@ class BuildContext:
     trusted: bool = True
 
     @classmethod
-    def from_record(cls, record: BuildRecord, checkout_dir: Path) -> BuildContext:
+    def from_record(cls, record: BuildRecord, checkout_dir: Path, log_dir: Path) -> BuildContext:
         if record.config is None or record.pod_spec is None or record.merge_commit is None:
             raise PermanentError("the build has no checked-out configuration (checkout did not finish)")
         return cls(
@@ -58,7 +58,7 @@ class BuildContext:
             number=record.number,
             merge_commit=record.merge_commit,
             checkout_dir=checkout_dir,
-            log_dir=Path(record.log_dir),
+            log_dir=log_dir,
             config=record.config,
             pod=record.pod_spec,
             source=record.request.source.model_copy(update={"commit": record.source_commit}),

@@ -32,6 +32,7 @@ from workers.backends.local.env import container_argv, container_env, resolve_pr
 from workers.backends.local.listening import port_scope
 from workers.backends.local.proc import WAKE_REDIS_ENV
 from workers.backends.ports import port_env, port_key
+from workers.environ import for_children
 from workers.errors import PermanentError
 from workers.gitops import git
 from workers.logfiles import first_error_line, log_files, mask_file, write_atomic
@@ -162,10 +163,10 @@ class LocalBackend:
         return volume / wanted.relative_to(mount)
 
     def _launcher_env(self) -> dict[str, str]:
-        """The launcher and what it starts hold none of podci's settings: its secrets stay in the
-        worker. The launcher alone gets the Redis it wakes the build through (in its environment,
-        which it hides: see `proc`), never the command it starts."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PODCI_")}
+        """The launcher and what it starts hold none of podci's settings nor the log store's
+        credentials: they stay in the worker. The launcher alone gets the Redis it wakes the build
+        through (in its environment, which it hides: see `proc`), never the command it starts."""
+        env = for_children(os.environ)
         if self.redis_url:
             env[WAKE_REDIS_ENV] = self.redis_url
         return env

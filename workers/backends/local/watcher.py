@@ -21,6 +21,7 @@ from pathlib import Path
 from redis import Redis
 
 from schemas.record import BuildRecord
+from schemas.settings import scratch_log_dir
 from store import keys
 from store.builds import BuildStore
 from workers.backends.base import BuildContext
@@ -59,7 +60,9 @@ def main(argv: list[str]) -> int:
         print(f"no build {args.build!r} in the Redis of {WAKE_REDIS_ENV}")
         return 1
     state = Path(args.state_dir)
-    ctx = BuildContext.from_record(record, state / "checkouts" / record.name)
+    ctx = BuildContext.from_record(
+        record, state / "checkouts" / record.name, scratch_log_dir(state, record.name)
+    )
     print(watch(redis, LocalBackend(state, redis_url=url), ctx))
     return 0
 
