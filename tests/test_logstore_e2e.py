@@ -27,7 +27,7 @@ from store.logstore import open_log_store
 from testkit.gitrepo import Repo
 from testkit.servers import Server
 from tests.conftest import FAST
-from tests.helpers import Worker, wait_for, wait_until
+from tests.helpers import Worker, processes_of, wait_for, wait_until
 from tests.s3 import CREDENTIALS, make_bucket, s3_server
 from tests.test_webhooks import configure, other_db
 from workers.gc import collect_garbage
@@ -149,10 +149,12 @@ def test_gc_deletes_expired_logs_from_s3(stack: Stack) -> None:
 
 
 def test_a_store_down_at_teardown_is_retried_and_the_logs_arrive(
-    settings: Settings, worker_env: dict[str, str], tmp_path: Path
+    settings: Settings, worker_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The store is not there when the build's teardown wants it; the step is retried, and once the
-    store answers the build completes with every log in it."""
+    """The store is not there when the build's teardown wants it; the build's objects are deleted
+    anyway, the step is retried, and once the store answers the build completes with every log in it."""
+    for name, value in CREDENTIALS.items():  # this process reads the bucket too
+        monkeypatch.setenv(name, value)
     port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
     url = "s3://podci-late/podci"
@@ -167,9 +169,12 @@ def test_a_store_down_at_teardown_is_retried_and_the_logs_arrive(
     try:
         stack = Stack(configured, store, Repo(tmp_path / "repo", FILES, from_example=False), tmp_path)
         record = build(stack)
-        wait_until(lambda: "cannot be reached" in (tmp_path / "worker.log").read_text(), timeout=180)
+        wait_until(
+            lambda: "the logs stay on this worker" in (tmp_path / "worker.log").read_text(), timeout=180
+        )
         waiting = store.get(record.id)
         assert waiting is not None and not waiting.complete and waiting.step == "teardown", waiting
+        assert processes_of(configured.state_dir, record.name) == []  # the deletes did not wait for it
         with s3_server(port):
             make_bucket(endpoint, "podci-late")
             done = wait_for(store, record.id, timeout=240)

@@ -21,7 +21,7 @@ from testkit.gitrepo import Repo
 from tests.conftest import FAST
 from tests.helpers import Worker, leftovers, wait_for, wait_until
 
-DB = 5
+DB = 2
 TESTS = "import time, unittest\n\nclass Slow(unittest.TestCase):\n    def test_slow(self):\n"
 TESTS += "        time.sleep(2)\n"
 

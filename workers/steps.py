@@ -208,13 +208,6 @@ def _store_test_log(rt: Runtime, ctx: BuildContext, path: Path) -> str:
     return rt.logs.where(ctx.name, name)
 
 
-def _put_logs(rt: Runtime, build: str, files: dict[str, Path]) -> None:
-    try:
-        rt.logs.put(build, files, rt.settings.secret_values())
-    except LogStoreUnavailable as exc:
-        raise TransientError(f"{exc}; the logs stay on this worker until it answers") from exc
-
-
 def _junit(rt: Runtime, ctx: BuildContext) -> dict[str, Any]:
     """The JUnit report's counts and failures; a missing or broken report only costs the details."""
     path = ctx.config.test.junit
@@ -238,36 +231,39 @@ def _junit(rt: Runtime, ctx: BuildContext) -> dict[str, Any]:
     }
 
 
-def _save_logs(rt: Runtime, record: BuildRecord) -> dict[str, str]:
+def _save_logs(rt: Runtime, record: BuildRecord, fetched: dict[str, Path]) -> tuple[dict[str, str], str]:
     """The build's logs into the store, then the store's list of them (what every earlier try put
-    there too: a teardown that runs again, on another worker, may find nothing left on its own disk).
-    The store is asked first, so that a store that is down is known before a backend fetches logs
-    it fetches only once."""
+    there too: a teardown that runs again, on another worker, may find nothing on its own disk).
+
+    Runs after the deletes: a store that is down makes teardown try again, with the objects already
+    gone, until most of `teardown_timeout` has passed; then the build ends without those logs (its
+    result stands) rather than in `error`, and says so."""
     try:
-        rt.logs.check()
+        rt.logs.put(record.name, fetched, rt.settings.secret_values())
+        return {name: rt.logs.where(record.name, name) for name in rt.logs.names(record.name)}, ""
     except LogStoreUnavailable as exc:
-        raise TransientError(str(exc)) from exc
-    scratch = rt.settings.scratch_log_dir(record.name)
-    _put_logs(rt, record.name, rt.backend.logs(record.name, scratch))
-    try:
-        return {name: rt.logs.where(record.name, name) for name in rt.logs.names(record.name)}
-    except LogStoreUnavailable as exc:
-        raise TransientError(str(exc)) from exc
+        if waited(record, Step.teardown, utcnow()) < 0.9 * rt.settings.teardown_timeout:
+            raise TransientError(f"{exc}; the logs stay on this worker until it answers") from exc
+        log.warning("build=%s logs not kept: %s", record.id, exc)
+        return dict(record.logs), f"; its logs were not kept, the log store did not answer: {exc}"
 
 
 def teardown(rt: Runtime, record: BuildRecord) -> Outcome:
-    """Save the logs, remove the build's objects and the worker's checkout. The final statuses are
-    posted after the build completes, by `podci.notify`, retried apart from the pipeline: an outage of
-    Bitbucket delays a status, never the build's end."""
-    # Logs first: once the pod is gone, so are its containers' logs.
-    logs = _save_logs(rt, record)
+    """Remove the build's objects, save the logs and remove the worker's checkout. The final statuses
+    are posted after the build completes, by `podci.notify`, retried apart from the pipeline: an outage
+    of Bitbucket delays a status, never the build's end."""
+    # Container logs are read first (once the pod is gone, so are they), best effort within the
+    # backend's short budget; the store gets them after the deletes, which cost money while they wait.
+    scratch = rt.settings.scratch_log_dir(record.name)
+    fetched = rt.backend.logs(record.name, scratch)
     kept_until = rt.backend.kept_until(record.state, utcnow())
     detail = rt.backend.teardown(record.name, keep_pods=kept_until is not None)
     if detail is None:
         return Wait("waiting for the build's objects to be deleted")
+    logs, lost = _save_logs(rt, record, fetched)
     shutil.rmtree(rt.checkout_dir(record), ignore_errors=True)
-    shutil.rmtree(rt.settings.scratch_log_dir(record.name), ignore_errors=True)
-    return Done(detail, TornDown(logs, kept_until))
+    shutil.rmtree(scratch, ignore_errors=True)
+    return Done(detail + lost, TornDown(logs, kept_until))
 
 
 STEP_FUNCTIONS: dict[Step, Callable[[Runtime, BuildRecord], Outcome]] = {
