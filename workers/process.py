@@ -7,6 +7,7 @@ import os
 from schemas.settings import Settings
 from store.builds import BuildStore
 from store.connection import connect
+from store.live import LiveLogs
 from workers.backends import make_backend
 from workers.reporters import make_reporters
 from workers.reporters.base import Reporter
@@ -27,7 +28,8 @@ class ProcessResources:
         if self._pid != os.getpid():
             redis = connect(self.settings.require_redis_url())
             self._store = BuildStore(redis, self.settings.retention_seconds)
-            self._runtime = Runtime(self.settings, make_backend(self.settings, redis))
+            live = LiveLogs(redis, self.settings.retention_seconds)
+            self._runtime = Runtime(self.settings, make_backend(self.settings, redis), live)
             self._reporters = {r.name: r for r in make_reporters(self.settings)}
             self._pid = os.getpid()
 
