@@ -1,10 +1,10 @@
 """Server-rendered pages about builds: the list, one build, and its log files.
 
 The pages are plain HTML from Jinja2 templates (autoescaped: branch names, job names, test messages
-and logs all come from outside) that need no JavaScript, so they work in any browser, behind any proxy,
-and in a terminal browser during an incident; a running build's page has one small script that shows
-the test log growing (`web.live`), and reads the same without it. The same URLs answer JSON to `Accept: application/json`
-so scripts do not need a second API.
+and logs all come from outside) that need no JavaScript, so they work in any browser, behind any
+proxy, and in a terminal browser during an incident; a running build's page has one small script that
+shows the test log growing (`web.live`), and reads the same without it. The same URLs answer JSON
+to `Accept: application/json` so scripts do not need a second API.
 
 Handlers are plain `def`s: the store's Redis calls are blocking, so FastAPI runs them in its thread
 pool instead of on the event loop that also receives webhooks.
