@@ -70,6 +70,27 @@ def dedupe(key: str) -> str:
     return f"{PREFIX}:dedupe:{key}"
 
 
+# --- live test logs (store/live.py) --------------------------------------------------------------------
+LIVE_WANTED = f"{PREFIX}:live:wanted"  # set: builds whose running tests a worker should follow
+
+
+def live_text(build_id: str) -> str:
+    """string: the last part (at most `live.MAX_BYTES`) of the build's test output so far, masked."""
+    return f"{PREFIX}:live:{build_id}"
+
+
+def live_meta(build_id: str) -> str:
+    """hash: `start` (where `live_text` begins in the whole output), `source` (the attempt followed),
+    `raw` (bytes of that attempt's log taken so far: a follower resumes there), `ended` (an attempt
+    followed to its end)."""
+    return f"{PREFIX}:live-meta:{build_id}"
+
+
+def live_claim(build_id: str) -> str:
+    """lock: the worker following the build's test log (renewed while it follows)."""
+    return f"{PREFIX}:lock:live:{build_id}"
+
+
 # --- reports (workers/notify.py) -----------------------------------------------------------------------
 def report_lock(build_id: str, reporter: str) -> str:
     """lock: one post at a time per (build, reporter)."""
@@ -168,7 +189,7 @@ def teardown_done(build_name: str) -> str:
 
 def bounded_without_expiry(key: str) -> bool:
     """The keys that never expire, each bounded by something else: the builds index is trimmed by age
-    on every create, the due lists and the live pods hold only what is unfinished, the ticket counter
-    is one number, and the metrics are a handful of counters per label. Every other key of podci
-    expires (PODCI_RETENTION_DAYS, or sooner)."""
-    return key in (BUILDS, DUE, REPORT_DUE, TICKETS, PODS_LIVE) or key.startswith(f"{METRICS}:")
+    on every create, the due lists, the live pods and the followed builds hold only what is
+    unfinished, the ticket counter is one number, and the metrics are a handful of counters per
+    label. Every other key of podci expires (PODCI_RETENTION_DAYS, or sooner)."""
+    return key in (BUILDS, DUE, REPORT_DUE, TICKETS, PODS_LIVE, LIVE_WANTED) or key.startswith(f"{METRICS}:")

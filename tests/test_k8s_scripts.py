@@ -7,7 +7,9 @@ and that hostile branch names and test arguments stay data (positional parameter
 from __future__ import annotations
 
 import os
+import queue
 import subprocess
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -122,9 +124,10 @@ def test_checkout_without_target_builds_the_source(tmp_path: Path) -> None:
 def test_tests_run_detached_and_the_agent_reports_their_exit(tmp_path: Path) -> None:
     ws = tmp_path / "ws"
     ws.mkdir()
-    agent = subprocess.Popen(
-        ["sh", "-c", AGENT_SCRIPT, "podci-agent", str(ws)], stdout=subprocess.PIPE, text=True
-    )
+    agent = subprocess.Popen(  # stderr too: the container's log is both
+        ["sh", "-c", AGENT_SCRIPT, "podci-agent", str(ws)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True,
+    )  # fmt: skip
     # The tests wait for a gate this test opens only after the start script has returned: a script that
     # waited for the tests would never return (and time out), so returning proves they run detached.
     gate = tmp_path / "gate"
@@ -139,6 +142,24 @@ def test_tests_run_detached_and_the_agent_reports_their_exit(tmp_path: Path) -> 
     lines = out.strip().splitlines()
     assert lines == ["running $(touch pwned)", f"{EXIT_MARK} 3"]
     assert not (ws / "pwned").exists()
+
+
+def test_the_agent_prints_the_test_log_while_the_tests_run(tmp_path: Path) -> None:
+    """A worker follows the agent's log for the build page: lines appear before the tests end."""
+    ws, gate = tmp_path / "ws", tmp_path / "gate"
+    ws.mkdir()
+    agent = subprocess.Popen(
+        ["sh", "-c", AGENT_SCRIPT, "podci-agent", str(ws)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True,
+    )  # fmt: skip
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in agent.stdout or ()], daemon=True).start()
+    argv = ["sh", "-c", 'echo first; while [ ! -e "$0" ]; do sleep 0.05; done; echo second', str(gate)]
+    subprocess.run(["sh", "-c", START_TESTS_SCRIPT, "podci-tests", str(ws), *argv], timeout=60, check=True)
+    assert lines.get(timeout=60) == "first\n"  # the tests are still waiting at the gate
+    gate.touch()
+    assert agent.wait(timeout=60) == 0
+    assert [lines.get(timeout=10) for _ in range(2)] == ["second\n", f"{EXIT_MARK} 0\n"]
 
 
 def in_pod(pod: str) -> dict[str, str]:

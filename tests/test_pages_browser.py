@@ -20,6 +20,7 @@ from schemas.record import BuildRecord
 from schemas.record import TestCaseFailure as CaseFailure  # aliased: pytest would collect `Test*`
 from schemas.settings import Settings
 from store.builds import BuildStore
+from store.live import LiveLogs
 from store.logstore import DirLogStore
 from testkit.servers import Server
 from tests.helpers import ROOT
@@ -42,6 +43,8 @@ LONG_MESSAGE = "AssertionError: " + "0123456789abcdef" * 12 + "\n  expected: <to
 class Site:
     url: str
     failed: BuildRecord
+    running: BuildRecord  # its tests "run": the test follows their live log by hand
+    live: LiveLogs
 
 
 def lengthen(record: BuildRecord) -> None:
@@ -69,11 +72,12 @@ def site(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     wide = add_build(store, request_for("team/webapp", 99, branch), "teardown", 1, logs)
     failed = store.update(wide.id, lengthen)
     assert failed is not None
+    running = add_build(store, request_for("team/webapp", 100, "feature/live"), "wait_setup")
     api = FastAPI()
     server = Server(api)  # its port is chosen here, so the pages can link to it before it starts
     api.include_router(make_router(store, server.url, Access(tokens=(UI_TOKEN,)), Redactor(()), log_store))
     with server:
-        yield Site(server.url, failed)
+        yield Site(server.url, failed, running, LiveLogs(redis, ttl=600))
     redis.flushdb()
 
 
@@ -111,3 +115,26 @@ def test_failed_build_in_a_browser(site: Site) -> None:
         finally:
             browser.close()
     assert SCREENSHOT.stat().st_size > 10_000
+
+
+def test_a_running_build_shows_its_test_log_growing_without_a_reload(site: Site) -> None:
+    if not CHROMIUM.exists():
+        pytest.skip(f"no browser at {CHROMIUM}: run `make browser` to install Debian's chromium")
+    from playwright.sync_api import expect, sync_playwright
+
+    build = site.running.id
+    site.live.append(build, "attempt 1", 0, 12, "first line\n")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        try:
+            context = browser.new_context(extra_http_headers={"Authorization": f"Bearer {UI_TOKEN}"})
+            page = context.new_page()
+            page.goto(f"{site.url}/builds/{build}")
+            panel = page.locator("#live-log")
+            expect(panel).to_have_text("first line\n", timeout=30_000)
+            page.evaluate("window.podciSamePage = true")  # gone if the page reloads
+            site.live.append(build, "attempt 1", 12, 25, "second line\n")
+            expect(panel).to_have_text("first line\nsecond line\n", timeout=30_000)
+            assert page.evaluate("window.podciSamePage === true")
+        finally:
+            browser.close()

@@ -1,9 +1,10 @@
 """Server-rendered pages about builds: the list, one build, and its log files.
 
 The pages are plain HTML from Jinja2 templates (autoescaped: branch names, job names, test messages
-and logs all come from outside), with no JavaScript, so they work in any browser, behind any proxy,
-and in a terminal browser during an incident. The same URLs answer JSON to `Accept: application/json`
-so scripts do not need a second API.
+and logs all come from outside) that need no JavaScript, so they work in any browser, behind any
+proxy, and in a terminal browser during an incident; a running build's page has one small script that
+shows the test log growing (`web.live`), and reads the same without it. The same URLs answer JSON
+to `Accept: application/json` so scripts do not need a second API.
 
 Handlers are plain `def`s: the store's Redis calls are blocking, so FastAPI runs them in its thread
 pool instead of on the event loop that also receives webhooks.
@@ -32,6 +33,7 @@ from schemas.record import BuildRecord, BuildState, utcnow
 from store.builds import BuildStore
 from store.logstore import LogStore, LogStoreUnavailable
 from web.access import COOKIE, Access
+from web.live import add_live_route
 from web.timeline import format_seconds, timeline_svg
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -251,4 +253,11 @@ def make_router(
             text, media_type="text/plain; charset=utf-8", headers={"X-Content-Type-Options": "nosniff"}
         )
 
+    def may_read(request: Request, record: BuildRecord | None) -> bool:
+        """As `build`: anonymous requests learn nothing, not even whether the build exists."""
+        who = reader(request)
+        repo = record.request.repo if record else ""
+        return access.may_read(who, repo) and not (who is None and record is None)
+
+    add_live_route(router, store, may_read, login_required, redactor)
     return router

@@ -8,7 +8,10 @@ from celery.signals import worker_ready
 
 from dispatch.app import make_app
 from schemas.settings import Settings
-from workers.backends import backend_type
+from store.builds import BuildStore
+from store.connection import connect
+from workers.backends import backend_type, make_backend
+from workers.live import start_live_logs
 from workers.tasks import register
 
 
@@ -21,6 +24,14 @@ def make_worker_app(settings: Settings) -> Celery:
         # In the worker's main process, after the pool has forked: one watch per worker, not per child.
         if getattr(sender, "app", None) is app:
             kind.start_worker(app, settings)
+            follow_live_logs(settings)
 
     worker_ready.connect(on_ready, weak=False)
     return app
+
+
+def follow_live_logs(settings: Settings) -> None:
+    """The threads that copy running tests' output to Redis for the build pages, with a backend of
+    their own (the pool's children each have theirs)."""
+    redis = connect(settings.require_redis_url())
+    start_live_logs(settings, make_backend(settings, redis), BuildStore(redis, settings.retention_seconds))

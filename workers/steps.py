@@ -19,11 +19,13 @@ from schemas.record import BuildRecord, BuildState, PodAttempt, Step, TestCaseFa
 from schemas.repo_config import RepoConfig
 from schemas.settings import Settings
 from schemas.urls import clone_url_problem
+from store.live import LiveLogs
 from store.logstore import LogStore, LogStoreUnavailable
 from workers import gitops
 from workers.backends.base import BuildContext, ClusterBackend
 from workers.errors import PodLost, TransientError
 from workers.junit import JUnitError, parse_junit
+from workers.live import source_of
 from workers.logfiles import tail
 from workers.pipeline import (
     CheckedOut,
@@ -50,6 +52,7 @@ class Runtime:
     settings: Settings
     backend: ClusterBackend
     logs: LogStore
+    live: LiveLogs | None = None  # where the running tests' output is asked to be followed
 
     def checkout_dir(self, record: BuildRecord) -> Path:
         """The worker's merge of the build's code, kept until teardown (relaunched pods need it)."""
@@ -175,6 +178,8 @@ def run_tests(rt: Runtime, record: BuildRecord) -> Outcome:
     except PodLost as lost:
         return _lost(record, lost, ctx.config)
     if status is None:
+        if rt.live is not None:  # a worker's follower thread takes it from here (`workers/live.py`)
+            rt.live.want(ctx.build_id, source_of(ctx))
         budget = ctx.config.timeouts.tests
         so_far = waited(record, Step.run_tests, utcnow())
         if so_far > budget:

@@ -23,6 +23,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from workers.backends.kubernetes.names import (
@@ -176,6 +177,7 @@ class PodSim:
     frozen: bool = False  # no simulated progress any more (evicted, terminating, node gone)
     tests_started: bool = False
     lose_counted: bool = False
+    printed: int = 0  # characters of the test output the agent has printed so far
     reported_unschedulable: str | None = None
     cond_times: dict[str, tuple[str, str]] = field(default_factory=dict)
 
@@ -660,6 +662,7 @@ class Simulator:
         sim.tests_started = True
         files[marker] = ""
         settings = self.cluster.settings_for(sim.build)
+        self._print_as_it_runs(sim, argv)
         self.at(settings.test_duration, sim, lambda: self._finish_tests(sim, workspace, argv))
         plan = self.cluster.lose_plans.get(sim.build or "")
         if plan is not None and plan[0] > 0 and not sim.lose_counted:
@@ -670,11 +673,29 @@ class Simulator:
             self.at(min(0.05, settings.test_duration / 2), sim, lambda: self.lose(sim, how))
         return True
 
+    @staticmethod
+    def _output(settings: SimSettings, argv: list[str]) -> str:
+        output = settings.test_output if settings.test_output is not None else " ".join(argv) + "\nOK"
+        return output + "\n" if output and not output.endswith("\n") else output
+
+    def _print_as_it_runs(self, sim: PodSim, argv: list[str]) -> None:
+        """The agent prints the test log as it grows (AGENT_SCRIPT): here each line of the output
+        appears in the agent's log at its share of `test_duration`, the last one as the tests end."""
+        settings = self.cluster.settings_for(sim.build)
+        lines = self._output(settings, argv).splitlines(keepends=True)
+        for index in range(1, len(lines)):
+            so_far = "".join(lines[:index])
+            self.at(settings.test_duration * index / len(lines), sim, partial(self._print, sim, so_far))
+
+    def _print(self, sim: PodSim, so_far: str) -> None:
+        agent = sim.container(AGENT_CONTAINER)
+        if agent is not None and agent.state == "running" and len(so_far) > sim.printed:
+            agent.log += so_far[sim.printed :]
+            sim.printed = len(so_far)
+
     def _finish_tests(self, sim: PodSim, workspace: str, argv: list[str]) -> None:
         settings = self.cluster.settings_for(sim.build)
-        output = settings.test_output if settings.test_output is not None else " ".join(argv) + "\nOK"
-        if output and not output.endswith("\n"):
-            output += "\n"
+        output = self._output(settings, argv)
         code = settings.test_exit_code
         files = self.cluster.files.setdefault(self.cluster.fs_key(sim), {})
         files[f"{workspace.rstrip('/')}/{STATE_DIR}/tests.log"] = output
@@ -682,7 +703,7 @@ class Simulator:
         agent = sim.container(AGENT_CONTAINER)
         self.cluster.marks.append((time.time(), sim.build, "tests-finished"))
         if agent is not None and agent.state == "running":
-            agent.log += output + f"{EXIT_MARK} {code}\n"
+            agent.log += output[sim.printed :] + f"{EXIT_MARK} {code}\n"
             agent.terminate(0, "Completed")
             self.publish(sim)
 

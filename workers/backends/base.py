@@ -3,6 +3,7 @@ backend offers the processes around the pipeline (the worker, beat, the CLI)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -125,6 +126,11 @@ class ClusterBackend(Protocol):
     def start_tests(self, ctx: BuildContext) -> None: ...
 
     def test_status(self, ctx: BuildContext) -> TestStatus | None: ...
+
+    def follow_tests(self, ctx: BuildContext, skip: int) -> Iterator[bytes]:
+        """The test output of the build's current attempt as it grows, from byte `skip` on (where an
+        earlier follower stopped); ends when the tests have (or the pod is gone). For the live log."""
+        ...
 
     def wait_hint(self, ctx: BuildContext) -> WaitHint:
         """Called after a look that waits, about that look (`WaitHint`)."""

@@ -204,6 +204,24 @@ class KubeApi:
         )  # fmt: skip
         return "" if response is None else str(response.data.decode(errors="replace"))
 
+    def follow_log(self, name: str, container: str, idle: float = 300) -> Iterator[bytes]:
+        """A container's log from its start, as the API server streams it (`follow=true`: chunks as
+        they are written, ending when the container terminates or the pod goes); nothing when the pod
+        or container is not there. `idle`: seconds without a byte before the read gives up (the
+        caller follows again from where it was)."""
+        response = self._call(
+            f"following the log of {name}/{container}", self.core.read_namespaced_pod_log, name,
+            self.namespace, container=container, follow=True, ok=(400, 404), _request_timeout=(10, idle),
+        )  # fmt: skip
+        if response is None:
+            return
+        try:
+            yield from response.stream(64 * 1024, decode_content=True)
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise TransientError(f"following the log of {name}/{container}: {type(exc).__name__}") from None
+        finally:
+            response.release_conn()
+
     def exec(
         self, name: str, container: str, argv: list[str], timeout: float = 30, stdin: Path | None = None
     ) -> tuple[int, str]:

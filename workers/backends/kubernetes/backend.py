@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,14 @@ _CLAIM_SECONDS = 15
 _NOT_YET_RUNNING = 2.0  # seconds until a look again when an exec found a container not running yet
 _DELIVERY_TIMEOUT = 600  # seconds for the receiving end to finish once all bytes were sent
 _LOG_BUDGET = 20  # seconds teardown spends at most saving container logs before it deletes
+
+
+def _agent_ended(pod: Obj) -> bool:
+    """The agent terminated: its log is whole, no stream of it will say more."""
+    for status in (pod.get("status") or {}).get("containerStatuses") or []:
+        if status.get("name") == AGENT_CONTAINER:
+            return "terminated" in (status.get("state") or {})
+    return True  # no agent (yet?) in the status: nothing to follow
 
 
 class KubernetesBackend:
@@ -250,6 +259,24 @@ class KubernetesBackend:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(path, strip_exit_mark(text))
         return text
+
+    def follow_tests(self, ctx: BuildContext, skip: int) -> Iterator[bytes]:
+        """The agent's log as it streams the test log (AGENT_SCRIPT), from byte `skip` on: the stream
+        starts at the log's beginning, so a resuming follower drops what it had. A stream that broke
+        (a read idle too long, the API server restarting) is followed again; it ends for good when
+        the agent has terminated or the pod is gone."""
+        pod = attempt_name(ctx.name, ctx.attempt)
+        while True:
+            seen = 0
+            for data in self.api.follow_log(pod, AGENT_CONTAINER):
+                if seen + len(data) > skip:
+                    yield data[max(skip - seen, 0) :]
+                    skip = seen + len(data)
+                seen += len(data)
+            known, found = self.cache.get(pod)
+            if not known or found is None or _agent_ended(found):
+                return
+            time.sleep(1)  # a follower thread, not a task: the stream broke off early; follow again
 
     def workspace_file(self, ctx: BuildContext, path: str) -> bytes | None:
         full = f"{ctx.config.volume.mount_path.rstrip('/')}/{path}"

@@ -104,11 +104,23 @@ touch "$d/tests.started"
   mv "$d/tests.exit.tmp" "$d/tests.exit" ) < /dev/null > /dev/null 2>&1 &
 """
 
-# The agent: `sh -c AGENT_SCRIPT podci-agent <workspace>`. Waits for the tests' exit code, prints the
-# test log and `PODCI-EXIT <code>`, and exits: its termination is the watch event that wakes the build.
+# The agent: `sh -c AGENT_SCRIPT podci-agent <workspace>`. Prints the test log as it grows (a worker
+# follows the agent's log for the build page), then `PODCI-EXIT <code>` once the tests have ended, and
+# exits: its termination is the watch event that wakes the build. The exit file is looked at before the
+# last read, so whatever the tests wrote before it is printed; the log is printed whole, in order, once.
 AGENT_SCRIPT = """cd "$1"
 d=".podci/${HOSTNAME:-pod}"
-while [ ! -e "$d/tests.exit" ]; do sleep 1; done
-cat "$d/tests.log" 2>/dev/null
+printed=0
+while :; do
+  ended=0; if [ -e "$d/tests.exit" ]; then ended=1; fi
+  size=0
+  if [ -e "$d/tests.log" ]; then size=$(($(wc -c < "$d/tests.log") + 0)); fi
+  if [ "$size" -gt "$printed" ]; then
+    tail -c +$((printed + 1)) "$d/tests.log" | head -c $((size - printed))
+    printed=$size
+  fi
+  if [ "$ended" = 1 ]; then break; fi
+  sleep 1
+done
 echo "PODCI-EXIT $(cat "$d/tests.exit")"
 """

@@ -20,6 +20,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 
@@ -41,6 +42,8 @@ from workers.logfiles import tail as last_lines
 log = logging.getLogger(__name__)
 _BASE_ENV_KEYS = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ")
 TESTS = "tests"  # the test command's process key; containers are keyed `containers/<name>`
+_FOLLOW_EVERY = 0.5  # seconds between two reads of a running test log (the live log)
+_FOLLOW_CHUNK = 64 * 1024
 WATCHER = "watcher"  # the process that wakes the build when its setup is decided (see `watcher`)
 
 
@@ -311,6 +314,23 @@ class LocalBackend:
         ):
             raise PermanentError("the test process vanished without an exit code (killed from outside?)")
         return None
+
+    def follow_tests(self, ctx: BuildContext, skip: int) -> Iterator[bytes]:
+        """The test log file as the command writes it, read every `_FOLLOW_EVERY` seconds, until its
+        exit code is there (looked at before the last read, so nothing written before it is missed)
+        or teardown removed the build."""
+        path = ctx.log_dir / f"{TESTS}.log"
+        while self._dir(ctx.name).is_dir():
+            finished = self._exit_code(ctx.name, TESTS) is not None
+            if path.is_file():
+                with open(path, "rb") as handle:
+                    handle.seek(skip)
+                    while data := handle.read(_FOLLOW_CHUNK):
+                        skip += len(data)
+                        yield data
+            if finished:
+                return
+            time.sleep(_FOLLOW_EVERY)  # a follower thread of the worker's main process, not a task
 
     def wait_hint(self, ctx: BuildContext) -> WaitHint:
         """No sign: every safety look runs, since the answer rests on processes and probes, and the
