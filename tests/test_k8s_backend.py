@@ -10,6 +10,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -55,11 +56,19 @@ class Kube:
 def kube(
     settings: Settings, worker_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Kube]:
-    tmp = tmp_path_factory.mktemp("k8s")
-    cluster = FakeCluster()
+    with running(FakeCluster(), settings, worker_env, tmp_path_factory.mktemp("k8s"), db=9) as started:
+        yield started
+
+
+@contextmanager
+def running(
+    cluster: FakeCluster, settings: Settings, worker_env: dict[str, str], tmp: Path, db: int, **extra: str
+) -> Iterator[Kube]:
+    """The fake serving `cluster` and a real worker on Redis database `db` (its own, as each module
+    using this has its own cluster), with `extra` added to the worker's environment."""
     with serve(cluster) as url:
         kubeconfig = write_kubeconfig(tmp / "kubeconfig", url, NAMESPACE)
-        configured = other_db(settings, 9, backend="kubernetes", state_dir=tmp / "state")
+        configured = other_db(settings, db, backend="kubernetes", state_dir=tmp / "state")
         env = {
             **worker_env, **FAST, "PODCI_REDIS_URL": configured.require_redis_url(),
             "PODCI_BACKEND": "kubernetes", "PODCI_STATE_DIR": str(tmp / "state"),
@@ -70,6 +79,7 @@ def kube(
             # a safety look every 3 s: the builds here wait longer than that, so each safety look is
             # exercised (and must cost no message while nothing changed)
             "PODCI_SAFETY_LOOK": "3",
+            **extra,
         }  # fmt: skip
         redis = Redis.from_url(configured.require_redis_url())
         redis.flushdb()

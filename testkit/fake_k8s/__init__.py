@@ -17,7 +17,8 @@ Use::
         assert cluster.self_check() == []        # the fake produced only valid objects
 
 Modules: store.py (objects, resourceVersions, history, watchers), lifecycle.py (the pod simulation),
-cluster.py (FakeCluster: API semantics and controls), app.py (routes), exec_ws.py (pods/exec).
+cluster.py (FakeCluster: API semantics and controls), nodes.py (labels, taints, the scheduler's filters),
+app.py (routes), exec_ws.py (pods/exec).
 """
 
 from __future__ import annotations

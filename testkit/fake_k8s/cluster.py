@@ -41,6 +41,7 @@ from .errors import (
     success_body,
 )
 from .lifecycle import ContainerSim, PodSim, SimSettings, Simulator, iso
+from .nodes import Node, as_node, replacement_name
 from .selectors import (
     build_of_selector,
     fields_match,
@@ -235,7 +236,11 @@ class FakeCluster:
     namespace_labels: labels of those namespaces. By default `podci-builds` enforces the Pod Security
         Standard `restricted` (`pod-security.kubernetes.io/enforce`), as deploy/ labels it: a pod that
         breaks it is refused with 403 as Pod Security Admission refuses it (admission.py).
-    nodes: node names pods are scheduled on (round robin).
+    nodes: the nodes pods are scheduled on (names, or `Node`s with labels and taints): each pod on
+        the next, in turn, of the nodes whose labels match its nodeSelector and whose NoSchedule and
+        NoExecute taints it tolerates; when none does, it stays Pending with the scheduler's message.
+    replace_lost_nodes: a node taken away by `lose_node` is followed by a new one with the same labels
+        and taints, as a cloud node group keeps its size (False: the capacity is gone for good).
     history_size: watch events kept for resuming; older resourceVersions get 410 Expired.
     watch_timeout_default / watch_timeout_cap: a watch without timeoutSeconds / the longest one.
     pvc_protection: a claim deleted while a pod uses it stays Terminating until the pod is gone.
@@ -252,7 +257,8 @@ class FakeCluster:
         settings: SimSettings | None = None,
         namespaces: tuple[str, ...] = ("default", "kube-system", "podci-builds"),
         namespace_labels: dict[str, dict[str, str]] | None = None,
-        nodes: tuple[str, ...] = ("fake-node-1", "fake-node-2", "fake-node-3"),
+        nodes: Sequence[str | Node] = ("fake-node-1", "fake-node-2", "fake-node-3"),
+        replace_lost_nodes: bool = True,
         history_size: int = 1000,
         watch_timeout_default: float = 60.0,
         watch_timeout_cap: float = 300.0,
@@ -265,7 +271,12 @@ class FakeCluster:
         self.lock = threading.RLock()
         self.version = version
         self.settings = settings or SimSettings()
-        self.nodes = list(nodes)
+        self.nodes = [as_node(node) for node in nodes]
+        self.replace_lost_nodes = replace_lost_nodes
+        # every node that ever joined, by name -> its address (a pod bound to a lost node keeps its hostIP)
+        self._node_addresses: dict[str, str] = {}
+        for node in self.nodes:
+            self.node_address(node.name)
         self.watch_timeout_default = watch_timeout_default
         self.watch_timeout_cap = watch_timeout_cap
         self.pvc_protection = pvc_protection
@@ -359,6 +370,25 @@ class FakeCluster:
         with self.lock:
             return {where: set(dirs) for where, dirs in self.volume_dirs.items() if dirs}
 
+    def take_node_away(self, name: str) -> None:
+        """The node is gone (a spot reclaim, a dead machine): nothing is scheduled on it any more; a
+        node like it joins in its place when `replace_lost_nodes`. The pods bound to it are left to
+        the caller (`lose_node` loses one; a test plans each build's losses itself)."""
+        with self.lock:
+            lost = next((node for node in self.nodes if node.name == name), None)
+            if lost is None:
+                return
+            self.nodes.remove(lost)
+            if self.replace_lost_nodes:
+                joined = lost.renamed(replacement_name(name, set(self._node_addresses)))
+                self.node_address(joined.name)
+                self.nodes.append(joined)
+
+    def node_address(self, name: str) -> str:
+        """The node's InternalIP, given when it first joined (192.168.49.2 onwards)."""
+        with self.lock:
+            return self._node_addresses.setdefault(name, f"192.168.49.{len(self._node_addresses) + 2}")
+
     def unschedulable(self, build: str, message: str = DEFAULT_UNSCHEDULABLE) -> None:
         """Pods of `build` stay Pending: PodScheduled False, reason Unschedulable, this message."""
         with self.lock:
@@ -385,7 +415,8 @@ class FakeCluster:
             self.sim.delete_like_a_user(self._sim(pod_name, namespace))
 
     def lose_node(self, pod_name: str, namespace: str | None = None) -> None:
-        """The pod's node is gone: DisruptionTarget True (DeletionByTaintManager), Ready False, deleted."""
+        """The pod's node is gone (see `take_node_away`): the pod gets DisruptionTarget True
+        (DeletionByTaintManager), Ready False, and is deleted."""
         with self.lock:
             self.sim.lose_node(self._sim(pod_name, namespace))
 

@@ -35,6 +35,7 @@ from workers.backends.kubernetes.names import (
 )
 
 from . import workspace
+from .nodes import Node, fitting, unschedulable_message
 
 if TYPE_CHECKING:
     from .cluster import FakeCluster
@@ -166,6 +167,7 @@ class PodSim:
     main: list[ContainerSim]
     claims: list[str]
     qos: str
+    placement: Obj  # nodeSelector and tolerations: what the scheduler's filters read
     node: str | None = None
     host_ip: str = ""
     pod_ip: str = ""
@@ -211,6 +213,7 @@ class PodSim:
             main=main,
             claims=claims,
             qos=_qos(list(spec.get("containers") or []) + list(spec.get("initContainers") or [])),
+            placement={k: copy.deepcopy(spec[k]) for k in ("nodeSelector", "tolerations") if k in spec},
         )
 
     @property
@@ -346,7 +349,7 @@ class Simulator:
         self._thread: threading.Thread | None = None
         self._stopped = False
         self._ips = itertools.count(2)
-        self._nodes = itertools.cycle(range(len(cluster.nodes)))
+        self._turns = itertools.count()  # round robin over the nodes a pod fits
 
     # -- the clock -----------------------------------------------------------------------------------
 
@@ -432,9 +435,8 @@ class Simulator:
             self._next_init(sim, 0, settings.start_delay)
 
     def _bind(self, sim: PodSim, node: str) -> None:
-        index = self.cluster.nodes.index(node) if node in self.cluster.nodes else 0
         sim.node = node
-        sim.host_ip = f"192.168.49.{index + 2}"
+        sim.host_ip = self.cluster.node_address(node)
         ip = next(self._ips)
         sim.pod_ip = f"10.244.{ip // 250}.{ip % 250 + 2}"
         sim.start_time = iso()
@@ -451,7 +453,14 @@ class Simulator:
             if (pvc.get("status") or {}).get("phase") != "Bound":
                 nodes = len(self.cluster.nodes)
                 return f"0/{nodes} nodes are available: pod has unbound immediate PersistentVolumeClaims."
+        if not fitting(sim.placement, self.cluster.nodes):
+            return unschedulable_message(sim.placement, self.cluster.nodes)
         return None
+
+    def _pick_node(self, sim: PodSim) -> Node:
+        """The next of the nodes the pod fits, in turn: with plain nodes, plain round robin."""
+        fits = fitting(sim.placement, self.cluster.nodes)
+        return fits[next(self._turns) % len(fits)]
 
     def _schedule(self, sim: PodSim) -> None:
         settings = self.cluster.settings_for(sim.build)
@@ -465,7 +474,7 @@ class Simulator:
             self.at(0.05, sim, lambda: self._schedule(sim))  # the scheduler retries
             return
         sim.unschedulable = None
-        node = self.cluster.nodes[next(self._nodes)]
+        node = self._pick_node(sim).name
         self._bind(sim, node)
         self.cluster.record_event(
             sim,
@@ -738,6 +747,8 @@ class Simulator:
         self.publish(sim)
 
     def lose_node(self, sim: PodSim) -> None:
+        if sim.node is not None:
+            self.cluster.take_node_away(sim.node)
         sim.disruption = ("DeletionByTaintManager", "Taint manager: deleting due to NoExecute taint")
         sim.node_lost = True
         sim.frozen = True
