@@ -13,6 +13,7 @@ from workers.backends.kubernetes.names import AGENT_CONTAINER, CHECKOUT_CONTAINE
 from workers.backends.kubernetes.pod_state import (
     PodState,
     classify,
+    deleted,
     exit_code_from_agent_log,
     strip_exit_mark,
     wake_signal,
@@ -638,6 +639,24 @@ CASES: list[tuple[str, Json | None, RepoConfig, PodState]] = [
 )
 def test_classify(pod_json: Json | None, config: RepoConfig, expected: PodState) -> None:
     assert classify(pod_json, config) == expected
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("taint-manager", True),
+        ("node-object-gone", True),
+        ("evicted-memory", False),
+        ("checkout-running", False),
+    ],
+)
+def test_a_deleted_pod_is_a_node_loss_when_its_last_state_says_so(case: str, expected: bool) -> None:
+    """The DELETED event's last state decides, as the pod itself would have (a spot node's pod is
+    often deleted before any look); without it, a deletion is a plain one."""
+    last = next(pod_json for name, pod_json, _, _ in CASES if name == case)
+    assert last is not None
+    assert deleted(last).kind == "lost" and deleted(last).node_loss is expected
+    assert deleted(None) == PodState("lost", "pod deleted")
 
 
 def test_every_kind_is_covered_by_the_table() -> None:

@@ -38,6 +38,7 @@ from workers.backends.kubernetes.pod_state import (
     PodState,
     awaiting_code,
     classify,
+    deleted,
     exit_code_from_agent_log,
     sign_of,
     strip_exit_mark,
@@ -104,7 +105,7 @@ class KubernetesBackend:
         known, pod = self.cache.get(name)
         if not known:
             return None, None
-        state = classify(pod, ctx.config)
+        state = classify(pod, ctx.config) if pod is not None else deleted(self.cache.last_state(name))
         if state.kind == "lost":
             raise PodLost(state.message, node_loss=state.node_loss)
         assert pod is not None  # a deleted pod is lost

@@ -237,10 +237,17 @@ def _setup_done(pod: Json, config: RepoConfig, statuses: list[Json]) -> bool:
     return bool(names) and all(ready.get(name, False) for name in names)
 
 
+def deleted(last: Json | None) -> PodState:
+    """A pod that no longer exists, by its `last` state (as its DELETED event showed it, if seen): a
+    pod whose node went away is a node loss however soon after it was deleted."""
+    loss = _loss(last) if last is not None else None
+    return PodState("lost", "pod deleted") if loss is None else PodState("lost", loss[0], node_loss=loss[1])
+
+
 def classify(pod: Json | None, config: RepoConfig) -> PodState:
     """The state of the current attempt's pod; `pod` is None when it no longer exists."""
     if pod is None:
-        return PodState("lost", "pod deleted")
+        return deleted(None)
     status = _mapping(pod.get("status"))
     init_statuses = _items(status.get("initContainerStatuses"))
     statuses = _items(status.get("containerStatuses"))

@@ -51,9 +51,12 @@ class PodCache:
                 pipe.set(keys.wait_sign(build), f"{name}:{sign_of(signal)}", ex=_TTL)
             pipe.execute()
 
-    def gone(self, name: str, build: str | None = None) -> None:
+    def gone(self, name: str, build: str | None = None, last: dict[str, Any] | None = None) -> None:
+        """Mark the pod deleted, keeping its `last` state when the DELETED event carried it: a pod
+        whose node went away is often deleted before a look reads the cache, and only that state
+        says it was a node loss (the relaunch then avoids spot nodes)."""
         with self.redis.pipeline() as pipe:
-            pipe.set(keys.pod(name), GONE, ex=_TTL)
+            pipe.set(keys.pod(name), GONE if last is None else json.dumps({GONE: last}), ex=_TTL)
             pipe.srem(keys.PODS_LIVE, name)
             if build:
                 pipe.set(keys.wait_sign(build), f"{name}:{GONE}", ex=_TTL)
@@ -63,13 +66,24 @@ class PodCache:
         """The pods cached as existing."""
         return {as_text(m) for m in self.redis.smembers(keys.PODS_LIVE)}
 
-    def get(self, name: str) -> tuple[bool, dict[str, Any] | None]:
-        """(known, pod): known False means the watch has not seen it yet; pod None means deleted."""
+    def _read(self, name: str) -> tuple[bool, dict[str, Any] | None, dict[str, Any] | None]:
         raw = self.redis.get(keys.pod(name))
         if raw is None:
-            return False, None
+            return False, None, None
         text = as_text(raw)
-        return True, (None if text == GONE else json.loads(text))
+        if text == GONE:
+            return True, None, None
+        pod = json.loads(text)
+        return (True, None, pod[GONE]) if GONE in pod else (True, pod, None)
+
+    def get(self, name: str) -> tuple[bool, dict[str, Any] | None]:
+        """(known, pod): known False means the watch has not seen it yet; pod None means deleted."""
+        known, pod, _ = self._read(name)
+        return known, pod
+
+    def last_state(self, name: str) -> dict[str, Any] | None:
+        """A deleted pod's state as its DELETED event showed it, when the watch saw that event."""
+        return self._read(name)[2]
 
 
 def _build_of(pod: dict[str, Any]) -> str | None:
@@ -137,7 +151,7 @@ class PodWatcher:
         """Cache every event; wake the build only when the pod's wake signal changed (or it is gone)."""
         name, build = pod["metadata"]["name"], _build_of(pod)
         if kind == "DELETED":
-            self.cache.gone(name, build)
+            self.cache.gone(name, build, pod if "status" in pod else None)
             self.signals.pop(name, None)
             changed = True
         else:
