@@ -148,7 +148,7 @@ def run(repo: Path | None, source: str | None, target: str | None, backend: str 
             worker = stack.enter_context(child_worker(env, log_path, settings.worker_concurrency))
             console.print(f"[dim]embedded Redis at {url}; worker log: {log_path}[/dim]")
         app = make_app(settings)
-        store = BuildStore(connect(url), settings.retention_seconds)
+        store = BuildStore(connect(url, master=settings.redis_sentinel_master), settings.retention_seconds)
         record = submit(app, store, settings, request)
 
         def check() -> None:
@@ -293,7 +293,8 @@ def status(build_id: str, as_json: bool) -> None:
     """Show one build: its steps, result and where its logs are."""
     settings = load_settings()
     with redis_url(settings) as (url, _):
-        record = BuildStore(connect(url), settings.retention_seconds).get(build_id)
+        redis = connect(url, master=settings.redis_sentinel_master)
+        record = BuildStore(redis, settings.retention_seconds).get(build_id)
     if record is None:
         raise click.ClickException(
             f"no build {build_id!r} in {'this Redis' if settings.redis_url else settings.state_dir}"
@@ -432,7 +433,7 @@ def gc(dry_run: bool) -> None:
     settings = load_settings()
     check_backend(settings)
     with redis_url(settings) as (url, _):
-        store = BuildStore(connect(url), settings.retention_seconds)
+        store = BuildStore(connect(url, master=settings.redis_sentinel_master), settings.retention_seconds)
         gone = collect_garbage(settings, store, dry_run=dry_run)
     for item in gone:
         click.echo(f"{'would delete' if dry_run else 'deleted'} {item}")

@@ -6,7 +6,7 @@ import os
 
 from schemas.settings import Settings
 from store.builds import BuildStore
-from store.connection import connect
+from store.connection import connect_to
 from workers.backends import make_backend
 from workers.reporters import make_reporters
 from workers.reporters.base import Reporter
@@ -25,7 +25,7 @@ class ProcessResources:
 
     def _ensure(self) -> None:
         if self._pid != os.getpid():
-            redis = connect(self.settings.require_redis_url())
+            redis = connect_to(self.settings)
             self._store = BuildStore(redis, self.settings.retention_seconds)
             self._runtime = Runtime(self.settings, make_backend(self.settings, redis))
             self._reporters = {r.name: r for r in make_reporters(self.settings)}
