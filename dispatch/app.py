@@ -53,7 +53,9 @@ def make_app(settings: Settings, publish_timeout: float | None = None) -> Celery
         broker_transport_options={
             "visibility_timeout": settings.visibility_timeout,
             "queue_order_strategy": "priority",
+            **_sentinel_options(settings),
         },
+        result_backend_transport_options=_sentinel_options(settings),
         beat_schedule={
             "podci-reconcile": {"task": "podci.reconcile", "schedule": settings.reconcile_interval},
             "podci-gc": {"task": "podci.gc", "schedule": GC_INTERVAL},
@@ -66,6 +68,13 @@ def make_app(settings: Settings, publish_timeout: float | None = None) -> Celery
         )
         app.conf.update(task_publish_retry=False, broker_connection_timeout=publish_timeout)
     return app
+
+
+def _sentinel_options(settings: Settings) -> dict[str, str]:
+    """With sentinel URLs, broker and result backend ask the sentinels for this master (kombu and
+    Celery take `sentinel://...;sentinel://...` as they are, and the name as a transport option)."""
+    master = settings.redis_sentinel_master
+    return {"master_name": master} if master else {}
 
 
 def queue_of(step: Step) -> str:
