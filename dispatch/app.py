@@ -62,7 +62,13 @@ def make_app(settings: Settings, publish_timeout: float | None = None) -> Celery
         },
         worker_hijack_root_logger=False,
     )
-    if publish_timeout is not None:
+    if publish_timeout is None:
+        # A worker's only job is the queue: after `broker_connection_max_retries` failed reconnects
+        # (Celery's default: 100, a third of that in time with three sentinel URLs, tried in turn)
+        # Celery gives up with an "Unrecoverable error", and the worker is gone for good once Redis
+        # is back. It keeps trying instead; whoever runs it decides when a worker is dead.
+        app.conf.broker_connection_max_retries = None
+    else:
         app.conf.broker_transport_options.update(
             socket_timeout=publish_timeout, socket_connect_timeout=publish_timeout, max_retries=0
         )
