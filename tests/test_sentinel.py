@@ -8,7 +8,9 @@ or one server restarted on its port); every worker is a real `podci worker --bea
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -33,6 +35,7 @@ from tests.test_builds import request
 
 FAST = {"stall_grace": "3", "reconcile_interval": "1", "teardown_grace": "1", "transient_retries": "2"}
 BUILD_TIMEOUT = 240  # a build on a busy two-core machine, with a reconnect in between
+FETCH_SECONDS = 12  # a checkout in progress when Redis goes away: a step running, its message unacked
 
 # == settings ==========================================================================================
 
@@ -138,19 +141,45 @@ def _clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("PODCI_")}
 
 
+def _slow_git(bin_dir: Path, log: Path) -> Path:
+    """A `git` whose fetch notes itself and waits, then runs the real one (a slow link)."""
+    real = shutil.which("git")
+    assert real is not None
+    bin_dir.mkdir(parents=True)
+    script = bin_dir / "git"
+    fetching = f"echo fetch >> {log}; sleep {FETCH_SECONDS}; break"
+    script.write_text(
+        "#!/bin/sh\n"
+        f'for word in "$@"; do if [ "$word" = fetch ]; then {fetching}; fi; done\n'
+        f'exec {real} "$@"\n'
+    )
+    script.chmod(script.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    return bin_dir
+
+
 def _worker(tmp_path: Path, url: str, master: str | None) -> tuple[Settings, Worker]:
     values = {**FAST, "redis_url": url, "state_dir": str(tmp_path / "state")}
     if master:
         values["redis_sentinel_master"] = master
     settings = Settings(**values)  # type: ignore[arg-type]
-    env = {**_clean_env(), **{f"PODCI_{k.upper()}": v for k, v in values.items()}}
+    slow = _slow_git(tmp_path / "bin", tmp_path / "fetches.log")
+    env = {**_clean_env(), **{f"PODCI_{k.upper()}": v for k, v in values.items()},
+           "PATH": f"{slow}{os.pathsep}{os.environ['PATH']}"}  # fmt: skip
     return settings, Worker(env, tmp_path / "worker.log")
 
 
-def _build(settings: Settings, repo: Repo, store: BuildStore) -> BuildRecord:
-    """Submit a build of `repo` and wait for it; it must succeed and leave nothing behind."""
-    record = submit(make_app(settings), store, settings, request(repo.path, "main", target=None))
-    done = wait_for(store, record.id, timeout=BUILD_TIMEOUT)
+def _fetches(tmp_path: Path) -> int:
+    log = tmp_path / "fetches.log"
+    return len(log.read_text().splitlines()) if log.exists() else 0
+
+
+def _submit(settings: Settings, repo: Repo, store: BuildStore) -> str:
+    return submit(make_app(settings), store, settings, request(repo.path, "main", target=None)).id
+
+
+def _build(settings: Settings, repo: Repo, store: BuildStore, build_id: str | None = None) -> BuildRecord:
+    """Wait for the build (submitted now, unless given); it must succeed and leave nothing behind."""
+    done = wait_for(store, build_id or _submit(settings, repo, store), timeout=BUILD_TIMEOUT)
     assert done.state is BuildState.succeeded, done.reason
     assert leftovers(settings.state_dir, done) == []
     return done
@@ -160,7 +189,14 @@ def _log(worker: Worker) -> str:
     return worker.log.read_text(errors="replace")
 
 
+def _alive(worker: Worker) -> None:
+    assert worker.proc is not None and worker.proc.poll() is None, "the worker exited"
+    assert "Unrecoverable error" not in _log(worker)
+
+
 def test_a_worker_outlives_a_redis_restart_and_builds_after_it(tmp_path: Path) -> None:
+    """Redis crashes while a step runs (its message unacknowledged) and the worker waits on the queue:
+    the worker reconnects, the running build finishes, and so does one sent after the restart."""
     server = RedisNode(tmp_path / "redis")
     server.start()
     settings, worker = _worker(tmp_path, f"redis://127.0.0.1:{server.port}/0", None)
@@ -168,15 +204,17 @@ def test_a_worker_outlives_a_redis_restart_and_builds_after_it(tmp_path: Path) -
         worker.start()
         repo = Repo(tmp_path / "repo")
         store = BuildStore(connect_to(settings))
-        _build(settings, repo, store)
+        running = _submit(settings, repo, store)
+        wait_until(lambda: _fetches(tmp_path) >= 1, timeout=120)
 
         server.stop(signal.SIGKILL)  # a crash; the append-only file keeps what was acknowledged
         wait_until(lambda: "Connection to broker lost" in _log(worker), timeout=60)
         time.sleep(5)  # down long enough for several failed reconnects
         server.start()
 
+        _build(settings, repo, store, running)
         _build(settings, repo, store)
-        assert worker.proc is not None and worker.proc.poll() is None, "the worker exited"
+        _alive(worker)
     finally:
         worker.stop()
         server.stop(signal.SIGTERM)
@@ -189,13 +227,16 @@ def test_a_build_through_sentinels_and_another_after_a_failover(tmp_path: Path, 
         repo = Repo(tmp_path / "repo")
         store = BuildStore(connect_to(settings))
         _build(settings, repo, store)
+        running = _submit(settings, repo, store)
+        wait_until(lambda: _fetches(tmp_path) >= 2, timeout=120)  # its checkout under way
 
         killed = redis_set.kill_master()
         redis_set.wait_for_failover(killed.port)
         wait_until(lambda: "Connection to broker lost" in _log(worker), timeout=60)
 
+        _build(settings, repo, store, running)
         _build(settings, repo, store)
-        assert worker.proc is not None and worker.proc.poll() is None, "the worker exited"
+        _alive(worker)
     finally:
         worker.stop()
 

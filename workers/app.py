@@ -14,6 +14,8 @@ from workers.tasks import register
 
 def make_worker_app(settings: Settings) -> Celery:
     app = make_app(settings)
+    # Reconnects where Celery's own consumer gave up after a lost Redis connection (workers.consumer).
+    app.conf.worker_consumer = "workers.consumer:ReconnectingConsumer"
     register(app, settings)
     kind = backend_type(settings.backend)
 
