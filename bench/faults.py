@@ -11,7 +11,10 @@ beat), a real Redis with its append-only file, the fake Kubernetes API server an
           while 50-80 builds are in flight; webhooks refused meanwhile are redelivered, as Bitbucket does;
 - pods:   0-2 pod losses per build during its tests, each a random way (evict, delete, lose_node,
           shutdown_node), and 5 builds with 3 losses, which must end in `error`;
-- slow:   bursts of 429 (with Retry-After) and 500 answers from the API server while 50 builds run.
+- slow:   bursts of 429 (with Retry-After) and 500 answers from the API server while 50 builds run;
+- sentinel: Redis as a master, a replica and three sentinels, the processes on sentinel URLs; the
+          master SIGKILLed while 40 builds are in flight, the replica promoted, the old master started
+          again (it rejoins as a replica); webhooks refused meanwhile are redelivered.
 
 Per build: did it reach a final state (else: lost), did its commit get exactly one final status
 (missing, duplicate), is anything of it left in the cluster (leaked). A supervisor restarts a worker
@@ -19,7 +22,8 @@ group that exits on its own, as compose and the worker Deployment do, and counts
 non-zero when a run lost, leaked or duplicated anything, or a build ended otherwise than planned.
 Counts are printed as a table and written to bench/results/faults.json, with each run's settings.
 
-Usage: python -m bench.faults [kill|broker|pods|slow|all] [--builds N] [--seed S] [--json PATH] [--keep]
+Usage: python -m bench.faults [kill|broker|pods|slow|sentinel|all] [--builds N] [--seed S] [--json PATH]
+       [--keep]
 """
 
 from __future__ import annotations
@@ -52,9 +56,10 @@ from bench.stack import FINAL_STATES, NAMESPACE, Stack, WorkerGroup, final_repor
 from schemas.record import BuildRecord, BuildState
 from store.builds import BUILDS, BuildStore, as_text
 from testkit.fake_k8s.cluster import LOSE_WAYS
+from testkit.sentinel import sentinels
 from workers.backends.kubernetes.names import SELECTOR
 
-RUNS = ("kill", "broker", "pods", "slow")
+RUNS = ("kill", "broker", "pods", "slow", "sentinel")
 RESULTS = Path(__file__).parent / "results" / "faults.json"
 NAMESPACED_KINDS = ("pods", "services", "persistentvolumeclaims")
 # What Bitbucket Server shows for each final build state (podci's server reporter, `reporters/status.py`).
@@ -405,6 +410,7 @@ class Running:
 # the fake's image pull + container start, and its simulated test run
 FAKE: dict[str, Any] = {"start_delay": 0.5, "test_duration": 2.0}
 RATE = 2.0  # webhooks per second: a little above what two worker groups finish, so a queue builds up
+REDIS_OUTAGES = ("broker", "sentinel")  # the runs in which Redis is away for a while
 
 
 @contextmanager
@@ -431,8 +437,8 @@ def base_settings(**more: Any) -> dict[str, Any]:
 
 
 def finish(run: Running, name: str, started: float, settings: dict[str, Any], result: Audit) -> RunResult:
-    # Only a Redis outage may refuse webhooks (they are redelivered, and counted, in that run).
-    result.add("webhooks_not_202", sum(d.status != 202 for d in run.batch), bad=name != "broker")
+    # Only a Redis outage may refuse webhooks (they are redelivered, and counted, in those runs).
+    result.add("webhooks_not_202", sum(d.status != 202 for d in run.batch), bad=name not in REDIS_OUTAGES)
     result.add("worker_exits_restarted", run.supervisor.exits)
     if run.supervisor.causes:
         result.add("worker_exit_causes", " | ".join(run.supervisor.causes[:3]))
@@ -482,28 +488,63 @@ def run_broker(work: Path, builds: int, rng: random.Random) -> RunResult:
             built.redis.start()
             restarts.append(f"{signal.Signals(sig).name} {in_flight}")
         sender.join()
-        # Bitbucket redelivers what was not answered 2xx; a delivery id already seen is a duplicate (200).
-        refused = [d for d in run.batch if d.status != 202]
-        with httpx.Client(timeout=30) as client:
-            for delivery in refused:
-                for _ in range(3):
-                    status, build_id = post(client, built, delivery)
-                    delivery.redelivered.append(status)
-                    if status in (200, 202):
-                        delivery.build_id = build_id
-                        break
-                    time.sleep(1)
-        ids, shas = run.tracked()
-        records = settle(run.store, ids, timeout=180)
-        result = audit(built, records, shas)
+        result = redeliver_and_audit(run)
         result.add("in_flight_at_restarts", ", ".join(restarts))
-        result.add("not_202_then_202_on_redelivery", sum(d.redelivered[-1:] == [202] for d in refused))
-        result.add("not_202_but_build_existed", sum(d.redelivered[-1:] == [200] for d in refused))
-        result.add("not_202_after_redelivery", sum(d.redelivered[-1:] not in ([200], [202]) for d in refused),
-                   bad=True)  # fmt: skip
-        known = {as_text(m) for m in built.store_client().zrange(BUILDS, 0, -1)}
-        result.add("builds_no_webhook_started", len(known - set(ids)), bad=True)
         return finish(run, "broker", started, settings, result)
+
+
+def redeliver_and_audit(run: Running) -> Audit:
+    """After a Redis outage: Bitbucket redelivers what was not answered 2xx (a delivery id already
+    seen is a duplicate, 200); then the usual counts, and whether every build came from a webhook."""
+    built = run.built
+    refused = [d for d in run.batch if d.status != 202]
+    with httpx.Client(timeout=30) as client:
+        for delivery in refused:
+            for _ in range(3):
+                status, build_id = post(client, built, delivery)
+                delivery.redelivered.append(status)
+                if status in (200, 202):
+                    delivery.build_id = build_id
+                    break
+                time.sleep(1)
+    ids, shas = run.tracked()
+    records = settle(run.store, ids, timeout=180)
+    result = audit(built, records, shas)
+    result.add("not_202_then_202_on_redelivery", sum(d.redelivered[-1:] == [202] for d in refused))
+    result.add("not_202_but_build_existed", sum(d.redelivered[-1:] == [200] for d in refused))
+    result.add("not_202_after_redelivery", sum(d.redelivered[-1:] not in ([200], [202]) for d in refused),
+               bad=True)  # fmt: skip
+    known = {as_text(m) for m in built.store_client().zrange(BUILDS, 0, -1)}
+    result.add("builds_no_webhook_started", len(known - set(ids)), bad=True)
+    return result
+
+
+def run_sentinel(work: Path, builds: int, rng: random.Random) -> RunResult:
+    # Tests long enough that most builds are in flight when the master dies: in their tests, in setup,
+    # or still queued. The stack's own Redis stays idle: every process is on the sentinels' URLs.
+    fake, rate, kill_at, rejoin_after = {**FAKE, "test_duration": 10.0}, 3.0, 10.0, 5.0
+    failover = (f"master SIGKILLed ~{kill_at:g} s after the first webhook; started again {rejoin_after:g} s "
+                "after the replica's promotion, rejoining as a replica")  # fmt: skip
+    settings = base_settings(fake=fake, webhooks_per_s=rate, failover=failover,
+                             redis="master + replica + 3 sentinels, quorum 2, down after 1 s")  # fmt: skip
+    started = time.monotonic()
+    with sentinels(work / "sentinels") as redis_set:
+        env = {**COMMON_ENV, "PODCI_REDIS_URL": redis_set.url, "PODCI_REDIS_SENTINEL_MASTER": redis_set.name}
+        with running(work, builds, fake=fake, env=env) as run:
+            sender = send_all(run.built, run.batch, rate)
+            time.sleep(kill_at + rng.uniform(-1, 1))
+            in_flight = sum(1 for r in run.store.recent(10_000) if not r.complete)
+            killed = redis_set.kill_master()
+            down = time.monotonic()
+            redis_set.wait_for_failover(killed.port)
+            promoted_after = time.monotonic() - down
+            time.sleep(rejoin_after)
+            redis_set.restart(killed)
+            sender.join()
+            result = redeliver_and_audit(run)
+            result.add("in_flight_at_failover", in_flight)
+            result.add("failover_s", round(promoted_after, 1))
+            return finish(run, "sentinel", started, settings, result)
 
 
 def run_pods(work: Path, builds: int, rng: random.Random) -> RunResult:
@@ -643,8 +684,9 @@ RUNNERS: dict[str, Callable[[Path, int, random.Random], RunResult]] = {
     "broker": run_broker,
     "pods": run_pods,
     "slow": run_slow,
+    "sentinel": run_sentinel,
 }
-DEFAULT_BUILDS = {"kill": 100, "broker": 80, "pods": 100, "slow": 50}
+DEFAULT_BUILDS = {"kill": 100, "broker": 80, "pods": 100, "slow": 50, "sentinel": 40}
 
 
 # == output ============================================================================================
@@ -685,7 +727,7 @@ def main() -> None:
         "--builds",
         type=int,
         default=None,
-        help="builds per run (default: kill 100, broker 80, pods 100+5, slow 50)",
+        help="builds per run (default: kill 100, broker 80, pods 100+5, slow 50, sentinel 40)",
     )
     parser.add_argument("--seed", type=int, default=None, help="for the random faults (default: random)")
     parser.add_argument("--json", type=Path, default=RESULTS)

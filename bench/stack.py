@@ -33,6 +33,7 @@ from redis import Redis
 from events.signature import sign
 from podci.embedded import free_port, stop_process_group
 from schemas.record import BuildRecord
+from store.connection import connect
 from testkit.bitbucket import check, check_lookup, lookup_answer
 from testkit.fake_k8s import FakeCluster, serve, write_kubeconfig
 from testkit.gitrepo import GitServer, Repo
@@ -263,7 +264,9 @@ class Stack:
             group.stop()
 
     def store_client(self) -> Redis:
-        return self.redis.client()
+        """A client of the Redis the stack's processes use: the stack's own server, or the sentinels'
+        master when `extra_env` pointed them at sentinels (the fault run `sentinel`)."""
+        return connect(self.env["PODCI_REDIS_URL"], master=self.env.get("PODCI_REDIS_SENTINEL_MASTER"))
 
 
 def _terminate(*_: object) -> None:

@@ -53,19 +53,34 @@ def make_app(settings: Settings, publish_timeout: float | None = None) -> Celery
         broker_transport_options={
             "visibility_timeout": settings.visibility_timeout,
             "queue_order_strategy": "priority",
+            **_sentinel_options(settings),
         },
+        result_backend_transport_options=_sentinel_options(settings),
         beat_schedule={
             "podci-reconcile": {"task": "podci.reconcile", "schedule": settings.reconcile_interval},
             "podci-gc": {"task": "podci.gc", "schedule": GC_INTERVAL},
         },
         worker_hijack_root_logger=False,
     )
-    if publish_timeout is not None:
+    if publish_timeout is None:
+        # A worker's only job is the queue: after `broker_connection_max_retries` failed reconnects
+        # (Celery's default: 100, a third of that in time with three sentinel URLs, tried in turn)
+        # Celery gives up with an "Unrecoverable error", and the worker is gone for good once Redis
+        # is back. It keeps trying instead; whoever runs it decides when a worker is dead.
+        app.conf.broker_connection_max_retries = None
+    else:
         app.conf.broker_transport_options.update(
             socket_timeout=publish_timeout, socket_connect_timeout=publish_timeout, max_retries=0
         )
         app.conf.update(task_publish_retry=False, broker_connection_timeout=publish_timeout)
     return app
+
+
+def _sentinel_options(settings: Settings) -> dict[str, str]:
+    """With sentinel URLs, broker and result backend ask the sentinels for this master (kombu and
+    Celery take `sentinel://...;sentinel://...` as they are, and the name as a transport option)."""
+    master = settings.redis_sentinel_master
+    return {"master_name": master} if master else {}
 
 
 def queue_of(step: Step) -> str:

@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from pydantic import ValidationError
@@ -30,6 +31,9 @@ from schemas.settings import HOOK_SECRETS, Settings, env_name
 from store.builds import BuildStore
 from store.connection import connect
 from workers.private import keep_memory_private
+
+if TYPE_CHECKING:
+    from celery import Celery
 
 EXIT_CODES = {BuildState.succeeded: 0, BuildState.failed: 1}
 
@@ -148,7 +152,7 @@ def run(repo: Path | None, source: str | None, target: str | None, backend: str 
             worker = stack.enter_context(child_worker(env, log_path, settings.worker_concurrency))
             console.print(f"[dim]embedded Redis at {url}; worker log: {log_path}[/dim]")
         app = make_app(settings)
-        store = BuildStore(connect(url), settings.retention_seconds)
+        store = BuildStore(connect(url, master=settings.redis_sentinel_master), settings.retention_seconds)
         record = submit(app, store, settings, request)
 
         def check() -> None:
@@ -293,7 +297,8 @@ def status(build_id: str, as_json: bool) -> None:
     """Show one build: its steps, result and where its logs are."""
     settings = load_settings()
     with redis_url(settings) as (url, _):
-        record = BuildStore(connect(url), settings.retention_seconds).get(build_id)
+        redis = connect(url, master=settings.redis_sentinel_master)
+        record = BuildStore(redis, settings.retention_seconds).get(build_id)
     if record is None:
         raise click.ClickException(
             f"no build {build_id!r} in {'this Redis' if settings.redis_url else settings.state_dir}"
@@ -322,7 +327,20 @@ def worker(concurrency: int | None, beat: bool, loglevel: str) -> None:
     if beat:
         settings.state_dir.mkdir(parents=True, exist_ok=True)
         argv += ["--beat", "--schedule", str(settings.state_dir / "celerybeat-schedule")]
-    app.worker_main(argv)
+    run_celery(app, argv)
+
+
+def run_celery(app: Celery, argv: list[str]) -> None:
+    """`celery <argv>` on `app`, ending with its exit status. Celery's own `app.start` and
+    `app.worker_main` drop the status (they run the command line without letting it exit), so a
+    worker that stopped on an "Unrecoverable error" ended `podci worker` with status 0, which
+    `restart: on-failure` and anyone reading the status take for a clean stop."""
+    from celery.bin.celery import celery as command
+
+    command.params[0].default = app  # the `--app` option, as `Celery.start` sets it
+    code = command.main(args=argv, prog_name="celery", standalone_mode=False)
+    if code:
+        raise SystemExit(code if isinstance(code, int) else 1)
 
 
 @cli.command()
@@ -334,7 +352,9 @@ def beat(loglevel: str) -> None:
     settings = load_settings()
     app = make_worker_app(settings)
     settings.state_dir.mkdir(parents=True, exist_ok=True)
-    app.start(["beat", "--loglevel", loglevel, "--schedule", str(settings.state_dir / "celerybeat-schedule")])
+    run_celery(
+        app, ["beat", "--loglevel", loglevel, "--schedule", str(settings.state_dir / "celerybeat-schedule")]
+    )
 
 
 @cli.command()
@@ -432,7 +452,7 @@ def gc(dry_run: bool) -> None:
     settings = load_settings()
     check_backend(settings)
     with redis_url(settings) as (url, _):
-        store = BuildStore(connect(url), settings.retention_seconds)
+        store = BuildStore(connect(url, master=settings.redis_sentinel_master), settings.retention_seconds)
         gone = collect_garbage(settings, store, dry_run=dry_run)
     for item in gone:
         click.echo(f"{'would delete' if dry_run else 'deleted'} {item}")

@@ -23,7 +23,7 @@ from podci.http_protocol import too_large
 from schemas.public import Redactor
 from schemas.settings import Settings
 from store.builds import BuildStore
-from store.connection import connect
+from store.connection import connect_to
 from store.logstore import open_log_store
 from store.metrics import RedisCollector
 from web import pages
@@ -62,7 +62,7 @@ def unavailable(exc: BaseException) -> JSONResponse:
 
 
 def create_app(settings: Settings, celery: Celery | None = None, redis: Redis | None = None) -> FastAPI:
-    redis = redis or connect(settings.require_redis_url(), timeout=settings.redis_timeout)
+    redis = redis or connect_to(settings, timeout=settings.redis_timeout)
     store = BuildStore(redis, settings.retention_seconds)
     intake = Intake(settings, store, celery or make_app(settings, publish_timeout=settings.redis_timeout))
     insecure = list(settings.insecure_hooks)

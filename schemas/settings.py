@@ -12,6 +12,7 @@ from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas import git_credentials as credentials_file
+from schemas.redis_url import is_sentinel, parse_sentinel
 
 Hook = Literal["bitbucket-cloud", "bitbucket-server", "jenkins"]
 HOOKS: tuple[Hook, ...] = ("bitbucket-cloud", "bitbucket-server", "jenkins")
@@ -84,7 +85,14 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PODCI_", extra="ignore", frozen=True)
 
     redis_url: str | None = Field(
-        default=None, description="Celery broker and build records; unset: `podci run` embeds a Redis"
+        default=None,
+        description="Celery broker and build records: redis://HOST:PORT/DB, or the sentinels "
+        "sentinel://HOST:PORT;sentinel://HOST2:PORT; unset: `podci run` embeds a Redis",
+    )
+    redis_sentinel_master: str | None = Field(
+        default=None,
+        validate_default=True,  # its absence is what is checked
+        description="with sentinel:// URLs: the master's name (`sentinel monitor NAME ...`)",
     )
     backend: Literal["local", "kubernetes"] = "local"
     state_dir: Path = Field(default_factory=_default_state_dir, description="checkouts, volumes, logs")
@@ -296,6 +304,37 @@ class Settings(BaseSettings):
                     f"PODCI_TRUSTED_PROXIES holds {item!r}, which is not an address or a network "
                     "such as 10.0.0.0/8"
                 ) from None
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is not None and is_sentinel(value):
+            try:
+                parse_sentinel(value)
+            except ValueError as exc:
+                raise ValueError(f"PODCI_REDIS_URL names sentinels, but {exc}") from None
+        return value
+
+    @field_validator("redis_sentinel_master")
+    @classmethod
+    def _sentinel_master(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """Sentinels answer "which server is master NAME?": without the name there is no question to
+        ask, and with a plain Redis the name would be silently ignored. Both are refused at start."""
+        url = info.data.get("redis_url")
+        sentinels = isinstance(url, str) and is_sentinel(url)
+        if sentinels and not value:
+            raise ValueError(
+                "PODCI_REDIS_URL names Redis Sentinels, but PODCI_REDIS_SENTINEL_MASTER is not set: set "
+                "it to the name the sentinels monitor the master by (the NAME in their "
+                "`sentinel monitor NAME HOST PORT QUORUM`), e.g. PODCI_REDIS_SENTINEL_MASTER=mymaster"
+            )
+        if not sentinels and value is not None and "redis_url" in info.data:
+            raise ValueError(
+                "PODCI_REDIS_SENTINEL_MASTER is set, but PODCI_REDIS_URL does not name sentinels: list "
+                "them as sentinel://HOST:PORT;sentinel://HOST2:PORT, or unset "
+                "PODCI_REDIS_SENTINEL_MASTER to use one Redis"
+            )
         return value
 
     @property

@@ -9,7 +9,7 @@ from celery.signals import worker_ready
 from dispatch.app import make_app
 from schemas.settings import Settings
 from store.builds import BuildStore
-from store.connection import connect
+from store.connection import connect_to
 from workers.backends import backend_type, make_backend
 from workers.live import start_live_logs
 from workers.tasks import register
@@ -17,6 +17,8 @@ from workers.tasks import register
 
 def make_worker_app(settings: Settings) -> Celery:
     app = make_app(settings)
+    # Reconnects where Celery's own consumer gave up after a lost Redis connection (workers.consumer).
+    app.conf.worker_consumer = "workers.consumer:ReconnectingConsumer"
     register(app, settings)
     kind = backend_type(settings.backend)
 
@@ -33,5 +35,5 @@ def make_worker_app(settings: Settings) -> Celery:
 def follow_live_logs(settings: Settings) -> None:
     """The threads that copy running tests' output to Redis for the build pages, with a backend of
     their own (the pool's children each have theirs)."""
-    redis = connect(settings.require_redis_url())
+    redis = connect_to(settings)
     start_live_logs(settings, make_backend(settings, redis), BuildStore(redis, settings.retention_seconds))

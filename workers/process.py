@@ -6,7 +6,7 @@ import os
 
 from schemas.settings import Settings
 from store.builds import BuildStore
-from store.connection import connect
+from store.connection import connect_to
 from store.live import LiveLogs
 from store.logstore import open_log_store
 from workers.backends import make_backend
@@ -27,7 +27,7 @@ class ProcessResources:
 
     def _ensure(self) -> None:
         if self._pid != os.getpid():
-            redis = connect(self.settings.require_redis_url())
+            redis = connect_to(self.settings)
             self._store = BuildStore(redis, self.settings.retention_seconds)
             logs = open_log_store(self.settings.log_store_url, self.settings.s3_endpoint_url)
             live = LiveLogs(redis, self.settings.retention_seconds)

@@ -20,7 +20,7 @@ from dispatch.send import wake
 from schemas.settings import Settings
 from store import keys
 from store.builds import BuildStore
-from store.connection import as_text, connect
+from store.connection import as_text, connect_to
 from workers.backends.kubernetes.names import BUILD_LABEL, SELECTOR
 from workers.backends.kubernetes.pod_state import sign_of, wake_signal
 
@@ -168,7 +168,7 @@ def start_pod_watch(app: Celery, settings: Settings) -> PodWatcher:
     whose pods changed."""
     from workers.backends.kubernetes.api import KubeApi
 
-    redis = connect(settings.require_redis_url())
+    redis = connect_to(settings)
     store = BuildStore(redis, settings.retention_seconds)
 
     def wake_build(build_id: str) -> None:

@@ -31,6 +31,7 @@ class LocalType:
             settings.log_tail_lines,
             settings.redis_url,
             settings.secret_values(),
+            settings.redis_sentinel_master,
         )
 
     def check(self, settings: Settings) -> str:

@@ -31,7 +31,7 @@ from schemas.repo_config import Container, Probe
 from workers.backends.base import BuildContext, SetupStatus, TestStatus, WaitHint
 from workers.backends.local.env import container_argv, container_env, resolve_probe_port
 from workers.backends.local.listening import port_scope
-from workers.backends.local.proc import WAKE_REDIS_ENV
+from workers.backends.local.proc import WAKE_MASTER_ENV, WAKE_REDIS_ENV
 from workers.backends.ports import port_env, port_key
 from workers.environ import for_children
 from workers.errors import PermanentError
@@ -57,11 +57,13 @@ class LocalBackend:
         log_tail_lines: int = 40,
         redis_url: str | None = None,
         secrets: tuple[str, ...] = (),
+        redis_master: str | None = None,
     ) -> None:
         self.state_dir = state_dir
         self.root = state_dir / "builds"
         self.leases = state_dir / "ports"
         self.redis_url = redis_url  # where the build's processes say that something changed
+        self.redis_master = redis_master  # the master's name, when `redis_url` names sentinels
         self.grace = teardown_grace
         self.tail_lines = log_tail_lines
         self.secrets = secrets  # masked in every log kept
@@ -169,9 +171,13 @@ class LocalBackend:
         """The launcher and what it starts hold none of podci's settings nor the log store's
         credentials: they stay in the worker. The launcher alone gets the Redis it wakes the build
         through (in its environment, which it hides: see `proc`), never the command it starts."""
-        env = for_children(os.environ)
-        if self.redis_url:
-            env[WAKE_REDIS_ENV] = self.redis_url
+        return {**for_children(os.environ), **self._wake_env()}
+
+    def _wake_env(self) -> dict[str, str]:
+        """How a launcher or the watcher reaches the workers' Redis (its sentinels, after a failover)."""
+        env = {WAKE_REDIS_ENV: self.redis_url} if self.redis_url else {}
+        if self.redis_url and self.redis_master:
+            env[WAKE_MASTER_ENV] = self.redis_master
         return env
 
     def _launch(
@@ -218,7 +224,7 @@ class LocalBackend:
         if self.redis_url:
             watcher = [sys.executable, "-m", "workers.backends.local.watcher",
                        "--build", ctx.build_id, "--state-dir", str(self.state_dir)]  # fmt: skip
-            env = {**self._base_env(), WAKE_REDIS_ENV: self.redis_url}
+            env = {**self._base_env(), **self._wake_env()}
             here = self._dir(ctx.name)
             self._launch(ctx, WATCHER, watcher, env, here, log=here / "watcher.log", wake=False)
         names = ", ".join(c.name for c in ctx.pod.containers)

@@ -6,8 +6,9 @@ group), starts CMD with exactly the environment in J, writes its own pid to P, t
 CMD's exit code to E. The parent returns as soon as CMD has started, printing `ok PID` or
 `error MESSAGE`. Because the child is not the worker's, a worker killed mid-build leaves its builds'
 processes running for the next worker to find. With `--wake-build ID` (and the Redis URL in
-`PODCI_WAKE_REDIS`), the end of CMD wakes the build (see `watcher`), so nobody polls for it; the
-launcher is non-dumpable, so the build's processes cannot read that URL from its environment.
+`PODCI_WAKE_REDIS`, with sentinels the master's name in `PODCI_WAKE_REDIS_MASTER`), the end of CMD
+wakes the build (see `watcher`), so nobody polls for it; the launcher is non-dumpable, so the
+build's processes cannot read that URL from its environment.
 
 The child is a subreaper (Linux `PR_SET_CHILD_SUBREAPER`): a process of the build that leaves its
 group (`setsid`) or its parent (a double fork) is still a descendant of the child, which stays until
@@ -29,6 +30,7 @@ from workers.private import keep_memory_private
 
 PR_SET_CHILD_SUBREAPER = 36
 WAKE_REDIS_ENV = "PODCI_WAKE_REDIS"  # the launcher's own environment only: never the command's
+WAKE_MASTER_ENV = "PODCI_WAKE_REDIS_MASTER"  # with sentinel URLs: the master's name, beside the URL
 
 
 def _become_subreaper() -> None:
@@ -78,20 +80,22 @@ def _child(args: argparse.Namespace, report: int) -> None:
         code = proc.wait()
     write_atomic(Path(args.exit_file), str(code))
     if args.wake_build and (url := os.environ.get(WAKE_REDIS_ENV)):
-        wake(url, args.wake_build)
+        wake(url, args.wake_build, os.environ.get(WAKE_MASTER_ENV))
     _reap_all()
     os._exit(0)
 
 
-def wake(redis_url: str, build: str) -> None:
+def wake(redis_url: str, build: str, master: str | None = None) -> None:
     """Tell the workers the build's state changed (a container or the tests ended), as a pod watch
-    would; a worker wakes the build's parked step. Best effort: the build's safety look remains."""
-    from redis import Redis, RedisError
+    would; a worker wakes the build's parked step. Best effort: the build's safety look remains.
+    Imported here: the launcher waits on the command for its whole life, without Redis in memory."""
+    from redis import RedisError
 
     from store import keys
+    from store.connection import connect
 
     try:
-        Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5).rpush(keys.WAKES, build)
+        connect(redis_url, timeout=5, master=master).rpush(keys.WAKES, build)
     except RedisError:
         pass
 

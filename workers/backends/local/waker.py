@@ -14,13 +14,13 @@ from dispatch.send import wake
 from schemas.settings import Settings
 from store import keys
 from store.builds import BuildStore
-from store.connection import as_text, connect
+from store.connection import as_text, connect_to
 
 log = logging.getLogger("podci.local.waker")
 
 
 def start_waker(app: Celery, settings: Settings) -> threading.Thread:
-    store = BuildStore(connect(settings.require_redis_url()))
+    store = BuildStore(connect_to(settings))
     stopped = threading.Event()
 
     def run() -> None:

@@ -3,7 +3,8 @@ its setup is under way, which looks at the build's containers and wakes the buil
 (setup complete, or a container gone), so that waiting costs the workers nothing.
 
 Run as `python -m workers.backends.local.watcher --build ID --state-dir DIR`, with the Redis URL in
-`PODCI_WAKE_REDIS` (its environment, kept private), detached like a container (teardown ends it). It
+`PODCI_WAKE_REDIS` (and a sentinel URL's master name in `PODCI_WAKE_REDIS_MASTER`; its environment,
+kept private), detached like a container (teardown ends it). It
 reads the build's record once, then looks every probe period (the shortest `periodSeconds`, within
 0.25-2 s) until setup is complete or has failed, pushes the build onto `store.keys.WAKES` (a worker's
 waker thread sends the parked step) and exits. The end of a container or of the tests wakes the
@@ -24,9 +25,10 @@ from schemas.record import BuildRecord
 from schemas.settings import scratch_log_dir
 from store import keys
 from store.builds import BuildStore
+from store.connection import connect
 from workers.backends.base import BuildContext
 from workers.backends.local.backend import LocalBackend
-from workers.backends.local.proc import WAKE_REDIS_ENV
+from workers.backends.local.proc import WAKE_MASTER_ENV, WAKE_REDIS_ENV
 from workers.private import keep_memory_private
 
 
@@ -54,7 +56,8 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     keep_memory_private()
     url = os.environ[WAKE_REDIS_ENV]
-    redis = Redis.from_url(url, socket_timeout=10, socket_connect_timeout=10)
+    master = os.environ.get(WAKE_MASTER_ENV)
+    redis = connect(url, timeout=10, master=master)
     record: BuildRecord | None = BuildStore(redis).get(args.build)
     if record is None:
         print(f"no build {args.build!r} in the Redis of {WAKE_REDIS_ENV}")
@@ -63,7 +66,7 @@ def main(argv: list[str]) -> int:
     ctx = BuildContext.from_record(
         record, state / "checkouts" / record.name, scratch_log_dir(state, record.name)
     )
-    print(watch(redis, LocalBackend(state, redis_url=url), ctx))
+    print(watch(redis, LocalBackend(state, redis_url=url, redis_master=master), ctx))
     return 0
 
 
