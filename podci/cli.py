@@ -21,9 +21,12 @@ from rich.console import Console
 from dispatch.app import QUEUES, make_app
 from dispatch.send import wake
 from dispatch.submit import submit
-from podci.embedded import child_process, child_worker, embedded_redis
+from podci import up_file
+from podci.embedded import EmbeddedRedisError, child_process, child_worker, embedded_redis
+from podci.env_check import setting_names, unknown_variables
 from podci.example import example_repo
-from podci.progress import follow, summary
+from podci.orphan import end_orphaned
+from podci.progress import follow, print_summary
 from schemas.errors import describe
 from schemas.record import BuildRecord, BuildState
 from schemas.request import BuildRequest, Revision
@@ -38,7 +41,14 @@ if TYPE_CHECKING:
 EXIT_CODES = {BuildState.succeeded: 0, BuildState.failed: 1}
 
 
-class Unusable(click.ClickException):
+class Failed(click.ClickException):
+    """A command that could not do its work: exit 2. Status 1 means only that a build's tests (or its
+    merge) failed (README, "Running builds"), so a script can tell a red build from a broken run."""
+
+    exit_code = 2
+
+
+class Unusable(Failed):
     """The configured backend cannot run builds (no cluster, unreachable, missing rights): exit 2, as a
     build ending in `error` does, with the sentence that says why."""
 
@@ -64,14 +74,22 @@ def load_settings(**overrides: object) -> Settings:
 
 
 @contextmanager
-def redis_url(settings: Settings) -> Iterator[tuple[str, bool]]:
-    """The configured Redis, or an embedded one in the state directory. Yields (url, embedded)."""
+def redis_url(settings: Settings, *, join_up: bool = True) -> Iterator[tuple[str, bool]]:
+    """The configured Redis; else the Redis of a `podci up` running on this state directory (with
+    `join_up`), whose workers then run the builds; else an embedded one. Yields (url, embedded)."""
     if settings.redis_url:
         yield settings.redis_url, False
         return
+    if join_up and (found := up_file.running(settings.state_dir)) is not None:
+        yield found.redis_url, False
+        return
     data = settings.state_dir / "redis"
     data.mkdir(parents=True, exist_ok=True)
-    with embedded_redis(data) as url:
+    with ExitStack() as stack:
+        try:
+            url = stack.enter_context(embedded_redis(data))
+        except EmbeddedRedisError as exc:
+            raise Failed(str(exc)) from None
         yield url, True
 
 
@@ -79,6 +97,18 @@ def redis_url(settings: Settings) -> Iterator[tuple[str, bool]]:
 def cli() -> None:
     """podci: every pull request tested in its own throwaway environment."""
     keep_memory_private()
+    for warning in unknown_variables(os.environ, setting_names() | option_env_names()):
+        click.echo(warning, err=True)
+
+
+def option_env_names() -> set[str]:
+    """Variables that options of podci's commands read themselves (PODCI_FLOWER_BASIC_AUTH)."""
+    names: set[str] = set()
+    for command in cli.commands.values():
+        for param in command.params:
+            envvar = getattr(param, "envvar", None)
+            names.update([envvar] if isinstance(envvar, str) else envvar or [])
+    return names
 
 
 def _current_branch(repo: Path) -> str:
@@ -141,24 +171,37 @@ def run(repo: Path | None, source: str | None, target: str | None, backend: str 
     console = Console(stderr=as_json)
     check_backend(settings)
     request = _request(settings, repo, source, target, job)
+    if repo is not None:
+        _warn_uncommitted(repo, source)
     with ExitStack() as stack:
+        stack_up = None if settings.redis_url else up_file.running(settings.state_dir)
         url, embedded = stack.enter_context(redis_url(settings))
         settings = settings.model_copy(update={"redis_url": url})
         worker = None
-        if embedded:
+        if stack_up is not None and url == stack_up.redis_url:
+            console.print(
+                f"[dim]sent to the podci up (pid {stack_up.pid}) on {settings.state_dir}[/dim]",
+                soft_wrap=True,
+            )
+        elif embedded:
             env = {**os.environ, "PODCI_REDIS_URL": url, "PODCI_BACKEND": settings.backend,
                    "PODCI_STATE_DIR": str(settings.state_dir)}  # fmt: skip
             log_path = settings.state_dir / "worker.log"
             worker = stack.enter_context(child_worker(env, log_path, settings.worker_concurrency))
-            console.print(f"[dim]embedded Redis at {url}; worker log: {log_path}[/dim]")
+            console.print(f"[dim]embedded Redis at {url}; worker log: {log_path}[/dim]", soft_wrap=True)
         app = make_app(settings)
         store = BuildStore(connect(url, master=settings.redis_sentinel_master), settings.retention_seconds)
         record = submit(app, store, settings, request)
+        if stack_up is not None and url == stack_up.redis_url:
+            click.echo(f"build page: {stack_up.page_of(record.id)}", err=as_json)
 
         def check() -> None:
             if worker is not None and worker.poll() is not None:
-                log_path = settings.state_dir / "worker.log"
-                raise click.ClickException(f"the worker exited with code {worker.returncode}; see {log_path}")
+                _worker_died(settings, store, record.id, worker.returncode, console, as_json)
+            if stack_up is not None and not stack_up.alive():
+                raise Failed(
+                    f"podci up (pid {stack_up.pid}) stopped; build {record.id} is left to the next one"
+                )
 
         def watch() -> BuildRecord:
             return follow(lambda: _get(store, record.id), console, lambda: time.sleep(0.2), check)
@@ -177,6 +220,43 @@ def run(repo: Path | None, source: str | None, target: str | None, backend: str 
                 _abort(settings, store, record)
                 sys.exit(2)
     _finish(final, console, as_json)
+
+
+def _worker_died(
+    settings: Settings, store: BuildStore, build_id: str, code: int, console: Console, as_json: bool
+) -> None:
+    """The embedded worker was the build's only one: end the build here (`podci.orphan`), show it, exit 2."""
+    log_path = settings.state_dir / "worker.log"
+    reason = f"the worker exited with code {code} (see {log_path})"
+    final = end_orphaned(settings, store, build_id, reason)
+    if final is None:
+        raise Failed(f"{reason}; build {build_id} is gone from Redis")
+    _finish(final, console, as_json, exit_code=2)
+
+
+def _warn_uncommitted(repo: Path, source: str | None) -> None:
+    """`podci run --repo .` builds commits: edits not yet committed are silently left out, unless told."""
+    proc = subprocess.run(
+        ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=normal"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    changed = [line for line in proc.stdout.splitlines() if line.strip()]
+    if proc.returncode != 0 or not changed:
+        return
+    if source is not None and source != _current_branch_or_none(repo):
+        return  # another branch is built: this working tree's edits are not its business
+    click.echo(
+        f"warning: {repo} has uncommitted changes ({len(changed)} file(s), see `git status`); they are "
+        "not in the build, which uses the last commit: commit them to test them",
+        err=True,
+    )
+
+
+def _current_branch_or_none(repo: Path) -> str | None:
+    try:
+        return _current_branch(repo)
+    except click.UsageError:
+        return None
 
 
 def _abort(settings: Settings, store: BuildStore, record: BuildRecord) -> None:
@@ -200,15 +280,15 @@ def _interrupt(signum: int, frame: object) -> None:
 def _get(store: BuildStore, build_id: str) -> BuildRecord:
     record = store.get(build_id)
     if record is None:
-        raise click.ClickException(f"build {build_id} disappeared from Redis")
+        raise Failed(f"build {build_id} disappeared from Redis")
     return record
 
 
-def _finish(record: BuildRecord, console: Console, as_json: bool) -> None:
-    console.print(summary(record))
+def _finish(record: BuildRecord, console: Console, as_json: bool, exit_code: int | None = None) -> None:
+    print_summary(console, record)
     if as_json:
         click.echo(record.model_dump_json(indent=2))
-    sys.exit(EXIT_CODES.get(record.state, 2))
+    sys.exit(EXIT_CODES.get(record.state, 2) if exit_code is None else exit_code)
 
 
 def generated_secrets(settings: Settings) -> dict[str, str]:
@@ -262,7 +342,7 @@ def up(host: str, port: int, flower_port: int) -> None:
     console = Console()
     check_backend(settings)
     with ExitStack() as stack:
-        url, embedded = stack.enter_context(redis_url(settings))
+        url, embedded = stack.enter_context(redis_url(settings, join_up=False))
         env = {**os.environ, **made, "PODCI_REDIS_URL": url, "PODCI_STATE_DIR": str(settings.state_dir)}
         logs = settings.state_dir / "up"
         commands = {
@@ -274,7 +354,9 @@ def up(host: str, port: int, flower_port: int) -> None:
                     for name, argv in commands.items()}  # fmt: skip
         console.print(f"Redis {url}{' (embedded)' if embedded else ''}; logs in {logs}/")
         shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104 - compared, not bound
-        for line in _paste_here(settings, made, f"http://{shown_host}:{port}"):
+        pages = f"http://{shown_host}:{port}"
+        _announce_up(stack, settings, url, pages)
+        for line in _paste_here(settings, made, pages):
             click.echo(line)  # whole lines, never wrapped: they are copied from here
         click.echo(f"Flower: http://127.0.0.1:{flower_port}")
         if made:
@@ -287,7 +369,18 @@ def up(host: str, port: int, flower_port: int) -> None:
             console.print("stopping …")
             return
         dead = [name for name, child in children.items() if child.poll() is not None]
-        raise click.ClickException(f"{', '.join(dead)} exited; see {logs}/")
+        raise Failed(f"{', '.join(dead)} exited; see {logs}/")
+
+
+def _announce_up(stack: ExitStack, settings: Settings, url: str, pages: str) -> None:
+    """Tell `podci run` and `podci status` on this state directory where this stack's Redis is, until
+    it stops (`podci.up_file`)."""
+    me = os.getpid()
+    found = up_file.UpStack(
+        redis_url=url, pid=me, pages=pages, sentinel_master=settings.redis_sentinel_master
+    )
+    up_file.write(settings.state_dir, found)
+    stack.callback(up_file.remove, settings.state_dir, me)
 
 
 @cli.command()
@@ -300,13 +393,11 @@ def status(build_id: str, as_json: bool) -> None:
         redis = connect(url, master=settings.redis_sentinel_master)
         record = BuildStore(redis, settings.retention_seconds).get(build_id)
     if record is None:
-        raise click.ClickException(
-            f"no build {build_id!r} in {'this Redis' if settings.redis_url else settings.state_dir}"
-        )
+        raise Failed(f"no build {build_id!r} in {'this Redis' if settings.redis_url else settings.state_dir}")
     if as_json:
         click.echo(record.model_dump_json(indent=2))
     else:
-        Console().print(summary(record))
+        print_summary(Console(), record)
 
 
 @cli.command()
@@ -438,7 +529,7 @@ def event(body_file: Path, headers_file: Path | None, source: str) -> None:
     try:
         decision = decide(source, headers, body_file.read_bytes(), options_from(load_settings()))
     except ValueError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise Failed(str(exc)) from None
     click.echo(decision.model_dump_json(indent=2, exclude_none=True))
 
 
@@ -462,4 +553,17 @@ def gc(dry_run: bool) -> None:
 
 
 def main() -> None:
-    cli(prog_name="podci")
+    """Every failure but a failed build exits 2 (README, "Running builds"): also one that ends in a
+    message (`SystemExit("...")`, status 1 by Python's rule) or, worse, in a traceback."""
+    try:
+        cli(prog_name="podci")
+    except SystemExit as exc:
+        if isinstance(exc.code, str):
+            click.echo(exc.code, err=True)
+            sys.exit(2)
+        raise
+    except Exception:
+        import traceback
+
+        traceback.print_exc()
+        sys.exit(2)

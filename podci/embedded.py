@@ -24,6 +24,11 @@ from redis import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 
+class EmbeddedRedisError(RuntimeError):
+    """The embedded Redis cannot be used (another process owns it, or it did not start): a sentence for
+    the user, which the command turns into exit status 2, never a traceback."""
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -37,7 +42,7 @@ def _exclusive(lock_path: Path) -> Iterator[None]:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise SystemExit(
+            raise EmbeddedRedisError(
                 f"another podci process is using the embedded Redis in {lock_path.parent}; wait for it, "
                 "or set PODCI_REDIS_URL (shared Redis) or PODCI_STATE_DIR (a separate one)"
             ) from None
@@ -74,14 +79,16 @@ def _wait_ready(client: Redis, server: subprocess.Popen[bytes], data_dir: Path, 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            raise SystemExit(f"the embedded redis-server exited at start; see {data_dir / 'redis.log'}")
+            raise EmbeddedRedisError(
+                f"the embedded redis-server exited at start; see {data_dir / 'redis.log'}"
+            )
         try:
             if client.ping():  # while the AOF loads, ping raises BusyLoadingError (a ConnectionError)
                 return
         except (RedisConnectionError, OSError):
             time.sleep(0.05)
     server.kill()
-    raise SystemExit(f"the embedded redis-server did not answer within {timeout:g} s")
+    raise EmbeddedRedisError(f"the embedded redis-server did not answer within {timeout:g} s")
 
 
 @contextmanager

@@ -43,7 +43,7 @@ def test_run_builds_the_example_and_exits_0(state: Path) -> None:
     # the embedded Redis, the worker and the build's processes are all gone
     assert processes_mentioning(str(state)) == []
     assert "build example-1 succeeded" in proc.stdout
-    assert "tests passed; full log:" in proc.stdout
+    assert "tests passed\ntest log: " in proc.stdout
     for step in ("checkout", "create_pod", "wait_setup", "run_tests", "teardown"):
         assert step in proc.stdout
 

@@ -44,12 +44,18 @@ def flower(worker_env: dict[str, str], state_dir: Path) -> Iterator[str]:
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until(lambda: _answers(url + "/healthcheck"), timeout=30)
-        # Flower only sees events sent after it subscribed: wait until it has seen one (beat sends
-        # podci.reconcile every second), so the build below is seen from its first task on.
-        wait_until(lambda: httpx.get(url + "/api/tasks", params={"limit": 1}, timeout=10).json(), timeout=60)
+        # Flower only sees events sent after it subscribed: wait until it has seen one (a worker's
+        # heartbeat, every two seconds; podci.reconcile sends none), so the build below is seen from
+        # its first task on.
+        wait_until(lambda: _heartbeats(url), timeout=60)
         yield url
     finally:
         stop_process_group(proc, timeout=10)
+
+
+def _heartbeats(url: str) -> int:
+    workers = httpx.get(url + "/workers", params={"json": 1}, timeout=10).json()["data"]
+    return sum(int(worker.get("worker-heartbeat", 0)) for worker in workers)
 
 
 def _answers(url: str) -> bool:

@@ -199,7 +199,9 @@ def register(app: Celery, settings: Settings) -> None:
             log.info("gc deleted %s", item)
         return len(gone)
 
-    @app.task(name="podci.reconcile", ignore_result=True)  # type: ignore[untyped-decorator]
+    # No task events: beat runs it every few seconds, and its events would bury the builds' steps in
+    # Flower's task list (a worker sends events only for tasks whose `send_events` is on).
+    @app.task(name="podci.reconcile", ignore_result=True, send_events=False)  # type: ignore[untyped-decorator]
     def reconcile_task() -> int:
         return reconcile(app, proc.store, settings.stall_grace, settings.safety_look) + resend_reports(
             app, proc, settings.stall_grace
