@@ -79,8 +79,11 @@ def create_app(settings: Settings, celery: Celery | None = None, redis: Redis | 
     redactor = Redactor(settings.secret_values(), [str(settings.state_dir)])
     log_store = open_log_store(settings.log_store_url, settings.s3_endpoint_url)
     api.include_router(
-        pages.make_router(store, settings.public_url, Access.from_settings(settings), redactor, log_store)
-    )
+        pages.make_router(
+            store, settings.public_url, Access.from_settings(settings), redactor, log_store,
+            bitbucket_server_url=settings.bitbucket_server_url,
+        )
+    )  # fmt: skip
 
     registry = CollectorRegistry(auto_describe=True)
     registry.register(RedisCollector(redis))

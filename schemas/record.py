@@ -75,6 +75,7 @@ class StepRecord(BaseModel):
 class TestCaseFailure(BaseModel):
     name: str  # `classname.name` as JUnit XML gives it
     message: str = ""
+    text: str = ""  # the failure element's body (a traceback), for the first failures only
 
 
 class TestResult(BaseModel):

@@ -45,3 +45,9 @@ def test_counts_and_failures(data: bytes, total: int, failed: int, skipped: int,
 def test_unreadable_reports_are_refused(data: bytes, words: str) -> None:
     with pytest.raises(JUnitError, match=words):
         parse_junit(data)
+
+
+def test_a_failure_keeps_its_body_apart_from_its_message() -> None:
+    """The message is one line for lists; the body (the traceback) is what the build page shows."""
+    assert parse_junit(PYTEST).texts == ["Traceback ..."]
+    assert parse_junit(SUREFIRE).texts == ["refused"]

@@ -7,8 +7,11 @@ a message, a log line) because that is what pushes a page wider than the window.
 
 from __future__ import annotations
 
+import struct
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -16,7 +19,7 @@ from fastapi import FastAPI
 from redis import Redis
 
 from schemas.public import Redactor
-from schemas.record import BuildRecord
+from schemas.record import BuildRecord, Step, utcnow
 from schemas.record import TestCaseFailure as CaseFailure  # aliased: pytest would collect `Test*`
 from schemas.settings import Settings
 from store.builds import BuildStore
@@ -28,6 +31,7 @@ from tests.test_pages import FAILED_TEST, UI_TOKEN, add_build, build_site, reque
 from tests.test_webhooks import other_db
 from web.access import Access
 from web.pages import make_router
+from workers.pipeline import Done, apply, start
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [
@@ -39,12 +43,20 @@ LONG_TEST = "tests.integration.test_checkout_flow.CheckoutFlowWithSavedPaymentMe
 LONG_MESSAGE = "AssertionError: " + "0123456789abcdef" * 12 + "\n  expected: <total>42.00</total>"
 
 
+# What the configuration says, as `podci up --port 18080` left it: the browser goes to 127.0.0.1.
+PUBLIC_URL = "http://localhost:8080"
+
+
 @dataclass
 class Site:
     url: str
+    store: BuildStore
     failed: BuildRecord
     running: BuildRecord  # its tests "run": the test follows their live log by hand
     live: LiveLogs
+    errored: BuildRecord
+    stopped: BuildRecord
+    logged: BuildRecord  # failed, with its logs in the log store
 
 
 def lengthen(record: BuildRecord) -> None:
@@ -75,9 +87,10 @@ def site(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     running = add_build(store, request_for("team/webapp", 100, "feature/live"), "wait_setup")
     api = FastAPI()
     server = Server(api)  # its port is chosen here, so the pages can link to it before it starts
-    api.include_router(make_router(store, server.url, Access(tokens=(UI_TOKEN,)), Redactor(()), log_store))
+    api.include_router(make_router(store, PUBLIC_URL, Access(tokens=(UI_TOKEN,)), Redactor(()), log_store))
     with server:
-        yield Site(server.url, failed, running, LiveLogs(redis, ttl=600))
+        yield Site(server.url, store, failed, running, LiveLogs(redis, ttl=600), records["errored"],
+                   records["stopped"], records["failed"])  # fmt: skip
     redis.flushdb()
 
 
@@ -138,3 +151,176 @@ def test_a_running_build_shows_its_test_log_growing_without_a_reload(site: Site)
             assert page.evaluate("window.podciSamePage === true")
         finally:
             browser.close()
+
+
+def png_pixels(data: bytes) -> tuple[int, int, bytes]:
+    """(width, height, raw RGB(A) rows) of an 8-bit, non-interlaced PNG as Chromium writes them: enough
+    to compare two screenshots pixel by pixel without an imaging library."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    at, idat, header = 8, b"", b""
+    while at < len(data):
+        (size,) = struct.unpack(">I", data[at : at + 4])
+        kind, body = data[at + 4 : at + 8], data[at + 8 : at + 8 + size]
+        header, idat = (body, idat) if kind == b"IHDR" else (header, idat + body if kind == b"IDAT" else idat)
+        at += size + 12
+    width, height, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", header)
+    assert depth == 8 and colour in (2, 6) and interlace == 0, (depth, colour, interlace)
+    step = 3 if colour == 2 else 4
+    raw, stride, out, previous = zlib.decompress(idat), width * step, bytearray(), bytearray(width * step)
+    for row in range(height):
+        kind, line = (
+            raw[row * (stride + 1)],
+            bytearray(raw[row * (stride + 1) + 1 : (row + 1) * (stride + 1)]),
+        )
+        for i in range(stride):
+            left = line[i - step] if i >= step else 0
+            up, corner = previous[i], previous[i - step] if i >= step else 0
+            if kind == 1:
+                line[i] = (line[i] + left) & 0xFF
+            elif kind == 2:
+                line[i] = (line[i] + up) & 0xFF
+            elif kind == 3:
+                line[i] = (line[i] + (left + up) // 2) & 0xFF
+            elif kind == 4:
+                guess = left + up - corner
+                near = min(
+                    (abs(guess - left), 0, left), (abs(guess - up), 1, up), (abs(guess - corner), 2, corner)
+                )
+                line[i] = (line[i] + near[2]) & 0xFF
+        out += line
+        previous = line
+    return width, height, bytes(out)
+
+
+def chromium() -> None:
+    if not CHROMIUM.exists():
+        pytest.skip(f"no browser at {CHROMIUM}: run `make browser` to install Debian's chromium")
+
+
+def test_links_work_by_another_host_name_than_the_configured_one(site: Site) -> None:
+    """PODCI_PUBLIC_URL says localhost:8080; the reader came by 127.0.0.1 and another port. Every
+    click stays where the reader is: the list, a build, a container's log named with a slash, back."""
+    chromium()
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        try:
+            context = browser.new_context(extra_http_headers={"Authorization": f"Bearer {UI_TOKEN}"})
+            page = context.new_page()
+            page.goto(site.url + "/")
+            page.wait_for_url(f"{site.url}/builds")
+            page.get_by_role("link", name=site.logged.id, exact=True).click()
+            page.wait_for_url(f"{site.url}/builds/{site.logged.id}")
+            page.get_by_role("link", name="containers/web", exact=True).click()
+            page.wait_for_url(f"{site.url}/builds/{site.logged.id}/logs/containers/web")
+            expect(page.locator("body")).to_contain_text("web container listens")
+            page.go_back()
+            page.locator("header").get_by_role("link", name="builds").click()
+            page.wait_for_url(f"{site.url}/builds")
+            assert "localhost:8080" not in page.content()
+        finally:
+            browser.close()
+
+
+def test_failing_tests_are_first_and_the_status_link_lands_on_them(site: Site) -> None:
+    chromium()
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        try:
+            context = browser.new_context(
+                viewport={"width": 1280, "height": 500},
+                extra_http_headers={"Authorization": f"Bearer {UI_TOKEN}"},
+            )
+            page = context.new_page()
+            page.goto(f"{site.url}/builds/{site.failed.id}#failing-tests")
+            section = page.locator("#failing-tests")
+            expect(section).to_be_visible()
+            assert page.evaluate("document.querySelector('main h2').closest('section').id") == "failing-tests"
+            expect(section).to_contain_text(FAILED_TEST)
+            # The anchor scrolled the page: the section's top is at the window's top.
+            at_top = "Math.abs(document.getElementById('failing-tests').getBoundingClientRect().top) < 2"
+            page.wait_for_function(at_top, timeout=30_000)
+            assert page.evaluate("window.scrollY") > 0
+        finally:
+            browser.close()
+
+
+def test_failed_error_and_stopped_look_different_in_shape_and_text(site: Site) -> None:
+    chromium()
+    from playwright.sync_api import sync_playwright
+
+    looks = """id => { const badge = document.querySelector(`tr[data-build="${id}"] .badge`);
+        const style = getComputedStyle(badge);
+        return [badge.textContent.trim(), style.borderStyle, style.backgroundColor, style.color]; }"""
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        try:
+            context = browser.new_context(extra_http_headers={"Authorization": f"Bearer {UI_TOKEN}"})
+            page = context.new_page()
+            page.goto(f"{site.url}/builds")
+            seen = {
+                r.state.value: page.evaluate(looks, r.id) for r in (site.failed, site.errored, site.stopped)
+            }
+        finally:
+            browser.close()
+    texts = {state: look[0] for state, look in seen.items()}
+    assert texts == {"failed": "✗ failed", "error": "⚠ error", "stopped": "■ stopped"}
+    # Not by colour alone: the borders differ too, and no two share all of their looks.
+    assert len({look[1] for look in seen.values()}) >= 2, seen
+    assert len({tuple(look[1:]) for look in seen.values()}) == 3, seen
+
+
+def test_a_running_build_s_page_changes_on_screen_without_a_reload(site: Site) -> None:
+    """Screenshots of the log panel before and after the build moves on: the pixels differ, the steps
+    and the timeline follow, and a mark left on `window` survives (the page was not reloaded)."""
+    chromium()
+    from playwright.sync_api import expect, sync_playwright
+
+    build = add_build(site.store, request_for("team/webapp", 101, "feature/screens"), "wait_setup")
+    site.live.append(build.id, "attempt 1", 0, 15, "setting up...\n")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        try:
+            context = browser.new_context(
+                viewport={"width": 1280, "height": 900},
+                extra_http_headers={"Authorization": f"Bearer {UI_TOKEN}"},
+            )
+            page = context.new_page()
+            page.goto(f"{site.url}/builds/{build.id}")
+            panel = page.locator("#live-log")
+            expect(panel).to_have_text("setting up...\n", timeout=30_000)
+            expect(page.locator('svg.timeline rect.bar[data-phase="tests"]')).to_have_count(0)
+            page.evaluate("window.podciSamePage = true")  # gone if the page reloads
+            panel.scroll_into_view_if_needed()
+            box = panel.bounding_box()
+            assert box is not None
+            clip = {"x": box["x"], "y": box["y"], "width": box["width"], "height": max(box["height"], 60)}
+            before = png_pixels(page.screenshot(clip=clip))
+
+            text = "".join(f"test_{n} ... ok\n" for n in range(12))
+            site.live.append(build.id, "attempt 1", 15, 15 + len(text.encode()), text)
+
+            def into_tests(record: BuildRecord) -> None:
+                now = utcnow()
+                apply(record, Step.wait_setup, Done("setup complete"), now)
+                start(record, Step.run_tests, now + timedelta(milliseconds=10))
+
+            site.store.update(build.id, into_tests)
+            expect(panel).to_contain_text("test_11 ... ok", timeout=30_000)
+            steps = page.locator("#steps tr", has=page.locator("code", has_text="run_tests"))
+            expect(steps.locator(".badge")).to_have_text("running", timeout=30_000)
+            expect(page.locator('svg.timeline rect.bar[data-phase="tests"]')).to_have_count(1, timeout=30_000)
+            page.evaluate("window.scrollTo(0, 0)")
+            panel.scroll_into_view_if_needed()
+            box = panel.bounding_box()
+            assert box is not None
+            after = png_pixels(page.screenshot(clip={**clip, "x": box["x"], "y": box["y"]}))
+            assert page.evaluate("window.podciSamePage === true"), "the page was reloaded"
+        finally:
+            browser.close()
+    assert before[:2] == after[:2], (before[:2], after[:2])
+    changed = sum(1 for a, b in zip(before[2], after[2], strict=True) if a != b)
+    assert changed > 100, f"the log panel looks the same after the build moved on ({changed} bytes differ)"

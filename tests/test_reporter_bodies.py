@@ -188,6 +188,20 @@ def test_build_url(public: str, expected: str) -> None:
     assert status.build_url(make(), public) == expected
 
 
+@pytest.mark.parametrize(
+    ("state", "expected"),
+    [
+        (S.failed, "https://ci.example.com/builds/b-7#failing-tests"),  # where the author wants to land
+        (S.error, "https://ci.example.com/builds/b-7"),  # no failing tests: the reason is on top
+        (S.stopped, "https://ci.example.com/builds/b-7"),
+        (S.succeeded, "https://ci.example.com/builds/b-7"),
+        (S.running, "https://ci.example.com/builds/b-7"),
+    ],
+)
+def test_build_url_of_a_failed_build_opens_its_failing_tests(state: S, expected: str) -> None:
+    assert status.build_url(make(state), "https://ci.example.com") == expected
+
+
 def test_build_url_of_449_characters_passes_and_450_is_refused() -> None:
     suffix = len("/builds/b-7")
     fits = "https://ci.example.com/" + "p" * (449 - suffix - len("https://ci.example.com/"))
@@ -258,7 +272,7 @@ def test_server_body_finished_with_junit_counts() -> None:
         "key": "podci-web",
         "state": "FAILED",
         "name": "podci web",
-        "url": "https://ci.example.com/builds/b-7",
+        "url": "https://ci.example.com/builds/b-7#failing-tests",
         "description": "2 of 12 tests failed",
         "buildNumber": "7",
         "ref": "refs/heads/feature/login",

@@ -1,5 +1,6 @@
 """`GET /builds/{id}/live`: what the build page's script polls while the build runs, the new test
-output after a cursor and the steps as they are now. The workers put the output in Redis
+output after a cursor, and the steps and the timeline as they are now (a page left open on a waiting
+build must not show a stale picture of where its time went). The workers put the output in Redis
 (`store.live`, already masked); it is masked again here with the server's own secrets and paths."""
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from schemas.public import Redactor
 from schemas.record import BuildRecord
 from store.builds import BuildStore
 from store.live import TRIMMED, LiveLogs
-from web.timeline import format_seconds
+from web.timeline import TIMELINE_WIDTH, format_seconds, timeline_svg
 
 Refusal = Callable[[Request], Response]
 
@@ -39,6 +40,7 @@ def live_answer(record: BuildRecord, text: str, cursor: int) -> dict[str, Any]:
         "text": text,
         "cursor": cursor,
         "steps": steps_of(record),
+        "timeline": timeline_svg(record, width=TIMELINE_WIDTH),
     }
 
 

@@ -18,6 +18,7 @@ served masked.
 from __future__ import annotations
 
 import shlex
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -29,16 +30,20 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
 from schemas.public import Redactor
-from schemas.record import BuildRecord, BuildState, utcnow
+from schemas.record import BuildRecord, BuildState, TestCaseFailure, utcnow
 from store.builds import BuildStore
 from store.logstore import LogStore, LogStoreUnavailable
 from web.access import COOKIE, Access
+from web.failures import Excerpt, find_failure
+from web.links import build_links
 from web.live import add_live_route
-from web.timeline import format_seconds, timeline_svg
+from web.present import LOOKS, attempt_end, clip, pod_fact, reporting, service_fact
+from web.timeline import TIMELINE_WIDTH, format_seconds, timeline_svg
 
 TEMPLATES = Path(__file__).parent / "templates"
 RECENT = 200
 LOG_SHOWN_MAX = 8 * 1024 * 1024  # a longer log is shown from its end
+LOG_SEARCHED_MAX = 1024 * 1024  # where a failed test is looked for in its log: the log's end
 LOGIN_REQUIRED = "Log in to see the builds: a token from PODCI_UI_TOKENS, or your company's login."
 
 
@@ -61,6 +66,11 @@ def refs(record: BuildRecord) -> str:
     """`source → target`, or the source alone for a build of a branch."""
     request = record.request
     return f"{request.source.ref} → {request.target.ref}" if request.target else request.source.ref
+
+
+def source_commit(record: BuildRecord) -> str | None:
+    """The commit under test: as the webhook named it, else as checkout found it."""
+    return record.request.source.commit or record.source_commit
 
 
 def test_container(record: BuildRecord) -> str | None:
@@ -97,8 +107,40 @@ def test_log_name(record: BuildRecord) -> str | None:
 
 
 def local_next(value: str) -> str:
-    """Where to go after logging in: a path on this site only (`//evil.example` is another site)."""
-    return value if value.startswith("/") and not value.startswith(("//", "/\\")) else "/builds"
+    """Where to go after logging in, as a path below the site's root without its leading slash
+    (`builds/x`): a path on this site only (`//evil.example` is another site). The answer is used
+    after `./`, so it can never name another host."""
+    if value.startswith(("//", "/\\", "\\")) or "://" in value:
+        return "builds"
+    return value.lstrip("/") or "builds"
+
+
+def site_path(scope_path: str, root_path: str) -> str:
+    """The request's path below the site's root: a proxy that serves podci under a prefix says so in
+    `root_path`, and links must stay under it."""
+    return scope_path[len(root_path) :] if root_path and scope_path.startswith(root_path) else scope_path
+
+
+def root_of(path: str) -> str:
+    """The relative way from a page at `path` (below the site's root) up to that root: links made
+    from it work whatever host name or port the reader reached the site by (`PODCI_PUBLIC_URL` is
+    for links that leave the site)."""
+    return "../" * (path.count("/") - 1) or "./"
+
+
+def no_csrf_token(request: Request) -> str:
+    """The `csrf_token` hook of the templates until the action routes bring their own: no field."""
+    return ""
+
+
+def failing_tests(record: BuildRecord, log: str | None) -> list[tuple[TestCaseFailure, Excerpt | None]]:
+    """Each failed test with where the test log reports it (the full log when the store has it, else
+    the tail the record keeps)."""
+    tests = record.tests
+    if tests is None:
+        return []
+    text = log if log is not None else tests.log_tail
+    return [(failure, find_failure(text, failure.name)) for failure in tests.failures]
 
 
 def read_log(log_store: LogStore, build: str, name: str, redactor: Redactor) -> str | None:
@@ -113,34 +155,54 @@ def read_log(log_store: LogStore, build: str, name: str, redactor: Redactor) -> 
     return redactor.text(text)
 
 
+def log_href(name: str) -> str:
+    """A log's link from its build's page: `containers/web` keeps its slash (the route takes a path,
+    and proxies that refuse an encoded slash are common); everything else in a segment is escaped."""
+    return "/".join(quote(part, safe="") for part in name.split("/"))
+
+
+def make_env(csrf_token: Callable[[Request], str]) -> Environment:
+    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True, undefined=StrictUndefined)
+    env.filters["seconds"] = lambda value: "" if value is None else format_seconds(value)
+    env.filters["when"] = when
+    env.filters["segment"] = lambda value: quote(value, safe="")  # one path segment: a build id
+    env.filters["clip"] = clip
+    env.filters["log_href"] = log_href
+    env.globals["looks"] = LOOKS
+    # The merge hook: the action routes set this to theirs, and each action form sends its answer as
+    # the hidden field `csrf` (an empty answer: no field).
+    env.globals["csrf_token"] = csrf_token
+    return env
+
+
 def make_router(
     store: BuildStore,
     public_url: str,
     access: Access | None = None,
     redactor: Redactor | None = None,
     log_store: LogStore | None = None,
+    bitbucket_server_url: str | None = None,
+    csrf_token: Callable[[Request], str] = no_csrf_token,
 ) -> APIRouter:
-    """Routes under `/builds` and the login form; links in the pages start with `public_url` (the
-    address people use). Without `access` nobody may read a page (closed by default); without
-    `log_store` no log is served."""
-    base = public_url.rstrip("/")
+    """Routes under `/builds`, the login form, and `/` leading to the list. Links in the pages are
+    relative, so they work under any host name, port or path prefix; `public_url` only says whether
+    the login cookie must be `Secure`. Without `access` nobody may read a page (closed by default);
+    without `log_store` no log is served."""
     access = access or Access()
     redactor = redactor or Redactor(())
-    secure_cookie = base.startswith("https://")
-    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True, undefined=StrictUndefined)
-    env.filters["seconds"] = lambda value: "" if value is None else format_seconds(value)
-    env.filters["when"] = when
-    env.filters["segment"] = lambda value: quote(value, safe="")  # a log name is one path segment
+    secure_cookie = public_url.startswith("https://")
+    env = make_env(csrf_token)
     router = APIRouter()
 
-    def render(name: str, status: int = 200, **context: Any) -> HTMLResponse:
-        html = env.get_template(name).render(base=base, **context)
+    def render(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
+        path = site_path(request.scope["path"], request.scope.get("root_path", ""))
+        html = env.get_template(name).render(root=root_of(path), http_request=request, **context)
         return HTMLResponse(html, status_code=status)
 
     def not_found(request: Request, sentence: str) -> Response:
         if wants_json(request):
             return JSONResponse({"error": sentence}, status_code=404)
-        return render("base.html", status=404, title="Not found", sentence=sentence)
+        return render(request, "base.html", status=404, title="Not found", sentence=sentence)
 
     def reader(request: Request) -> str | None:
         headers = {k.lower(): v for k, v in request.headers.items()}
@@ -151,30 +213,35 @@ def make_router(
         challenge = {"WWW-Authenticate": 'Bearer realm="podci"'}
         if wants_json(request):
             return JSONResponse({"error": LOGIN_REQUIRED}, status_code=401, headers=challenge)
-        page = render("login.html", status=401, title="Log in", sentence=LOGIN_REQUIRED,
-                      next=local_next(request.url.path), failed=False)  # fmt: skip
+        here = site_path(request.scope["path"], request.scope.get("root_path", ""))
+        page = render(request, "login.html", status=401, title="Log in", sentence=LOGIN_REQUIRED,
+                      next=local_next(here), failed=False)  # fmt: skip
         page.headers.update(challenge)
         return page
 
+    @router.get("/", summary="the builds list", response_model=None, include_in_schema=False)
+    def home() -> Response:
+        return RedirectResponse("builds", status_code=307)
+
     @router.get("/login", summary="the login form", response_model=None)
-    def login_form(request: Request, next: str = "/builds") -> Response:
-        return render("login.html", title="Log in", sentence=LOGIN_REQUIRED, next=local_next(next),
+    def login_form(request: Request, next: str = "builds") -> Response:
+        return render(request, "login.html", title="Log in", sentence=LOGIN_REQUIRED, next=local_next(next),
                       failed=False)  # fmt: skip
 
     @router.post("/login", summary="log in with a token; sets a cookie", response_model=None)
     async def login(request: Request) -> Response:
         form = parse_qs((await request.body()).decode(errors="replace"))
-        token, target = form.get("token", [""])[0], local_next(form.get("next", ["/builds"])[0])
+        token, target = form.get("token", [""])[0], local_next(form.get("next", ["builds"])[0])
         if not access.token_ok(token):
-            return render("login.html", status=401, title="Log in", sentence=LOGIN_REQUIRED, next=target,
-                          failed=True)  # fmt: skip
-        done = RedirectResponse(base + target, status_code=303)
+            return render(request, "login.html", status=401, title="Log in", sentence=LOGIN_REQUIRED,
+                          next=target, failed=True)  # fmt: skip
+        done = RedirectResponse("./" + target, status_code=303)
         done.set_cookie(COOKIE, token, httponly=True, samesite="strict", secure=secure_cookie, path="/")
         return done
 
     @router.get("/logout", summary="forget the login cookie", response_model=None)
     def logout() -> Response:
-        done = RedirectResponse(base + "/login", status_code=303)
+        done = RedirectResponse("login", status_code=303)
         done.delete_cookie(COOKIE, path="/")
         return done
 
@@ -187,7 +254,7 @@ def make_router(
             sentence = f"{state!r} is not a build state; use one of: {', '.join(BuildState.__members__)}."
             if wants_json(request):
                 return JSONResponse({"error": sentence}, status_code=400)
-            return render("base.html", status=400, title="Bad filter", sentence=sentence)
+            return render(request, "base.html", status=400, title="Bad filter", sentence=sentence)
         records = [
             redactor.record(r)
             for r in store.recent(RECENT)
@@ -199,7 +266,18 @@ def make_router(
             return JSONResponse([r.model_dump(mode="json") for r in records])
         now = utcnow()
         rows = [{"record": r, "refs": refs(r), "seconds": duration(r, now)} for r in records]
-        return render("builds.html", rows=rows, repo=repo, state=state, states=list(BuildState.__members__))
+        return render(request, "builds.html", rows=rows, repo=repo, state=state,
+                      states=list(BuildState.__members__))  # fmt: skip
+
+    def full_test_log(record: BuildRecord, name: str | None) -> str | None:
+        """The end of a failed build's test log, to find its failures in; None when not at hand."""
+        if record.state is not BuildState.failed or log_store is None or name not in record.logs:
+            return None
+        try:
+            tail = log_store.tail(record.name, name, LOG_SEARCHED_MAX)
+        except (ValueError, LogStoreUnavailable):  # the page shows the record's tail instead
+            return None
+        return None if tail is None else redactor.text(tail.data.decode(errors="replace"))
 
     @router.get("/builds/{build_id}", summary="one build", response_model=None)
     def build(request: Request, build_id: str) -> Response:
@@ -215,14 +293,21 @@ def make_router(
             return JSONResponse(record.model_dump(mode="json"))
         now = utcnow()
         return render(
+            request,
             "build.html",
             record=record,
             refs=refs(record),
             seconds=duration(record, now),
-            timeline=Markup(timeline_svg(record, width=1100, now=now)),  # noqa: S704 - built from escaped parts
+            timeline=Markup(timeline_svg(record, width=TIMELINE_WIDTH, now=now)),  # noqa: S704 - built from escaped parts
             exec_command=exec_command(record),
             test_log=test_log,
-            pod=record.pods[-1].pod if record.pods else "",
+            pod=pod_fact(record),
+            service=service_fact(record),
+            attempts=[(attempt, *attempt_end(record, attempt, now)) for attempt in record.pods],
+            reporting=reporting(record),
+            links=build_links(record.request, source_commit(record), bitbucket_server_url),
+            failing=failing_tests(record, full_test_log(found, test_log)),
+            signed_in=who is not None,
         )
 
     # `name:path`: a container log is named `containers/web`, its slash sent as %2F and decoded by then.

@@ -14,6 +14,9 @@ from html import escape
 
 from schemas.record import BuildRecord, Step, StepRecord, StepState, utcnow
 
+# The page draws it this wide, and its live updates redraw it the same (CSS scales it to the column).
+TIMELINE_WIDTH = 1100
+
 # Phase name -> the pipeline steps it covers, in pipeline order. "queued" covers no step: it is the
 # time from the build's creation until its first step started.
 PHASE_STEPS: tuple[tuple[str, tuple[Step, ...]], ...] = (

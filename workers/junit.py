@@ -13,6 +13,7 @@ from defusedxml import ElementTree
 
 MAX_FAILURES = 50
 MAX_MESSAGE = 2000
+MAX_TEXT = 4000
 
 
 class JUnitError(ValueError):
@@ -25,6 +26,8 @@ class JUnitSummary:
     failed: int
     skipped: int
     failures: list[tuple[str, str]] = field(default_factory=list)  # (name, message)
+    # The failure's body (pytest and Surefire put the traceback there), by the failure's index.
+    texts: list[str] = field(default_factory=list)
 
 
 def _case_name(case: Element) -> str:
@@ -37,6 +40,10 @@ def _message(problem: Element) -> str:
     return text[:MAX_MESSAGE]
 
 
+def _text(problem: Element) -> str:
+    return (problem.text or "").strip()[:MAX_TEXT]
+
+
 def parse_junit(data: bytes) -> JUnitSummary:
     try:
         root = ElementTree.fromstring(data)
@@ -46,6 +53,7 @@ def parse_junit(data: bytes) -> JUnitSummary:
         raise JUnitError(f"the JUnit report's root is <{root.tag}>, not <testsuites> or <testsuite>")
     total = failed = skipped = 0
     failures: list[tuple[str, str]] = []
+    texts: list[str] = []
     for case in root.iter("testcase"):
         total += 1
         problem = case.find("failure")
@@ -55,6 +63,7 @@ def parse_junit(data: bytes) -> JUnitSummary:
             failed += 1
             if len(failures) < MAX_FAILURES:
                 failures.append((_case_name(case), _message(problem)))
+                texts.append(_text(problem))
         elif case.find("skipped") is not None:
             skipped += 1
-    return JUnitSummary(total, failed, skipped, failures)
+    return JUnitSummary(total, failed, skipped, failures, texts)

@@ -45,6 +45,8 @@ from workers.repo_config import CONFIG_FILE, ConfigError, load
 log = logging.getLogger(__name__)
 # What of a JUnit report the record keeps (the report itself stays in the workspace's logs).
 FAILURES_KEPT, FAILURE_NAME_MAX, FAILURE_MESSAGE_MAX = 100, 500, 2000
+# Tracebacks are long: the first failures keep theirs, which is what a reader opens first anyway.
+FAILURES_WITH_TEXT, FAILURE_TEXT_MAX = 20, 4000
 
 
 @dataclass
@@ -224,9 +226,14 @@ def _junit(rt: Runtime, ctx: BuildContext) -> dict[str, Any]:
     except JUnitError as exc:
         log.warning("build=%s %s", ctx.build_id, exc)
         return {}
+    texts = summary.texts[:FAILURES_WITH_TEXT]
     failures = [
-        TestCaseFailure(name=name[:FAILURE_NAME_MAX], message=message[:FAILURE_MESSAGE_MAX])
-        for name, message in summary.failures[:FAILURES_KEPT]
+        TestCaseFailure(
+            name=name[:FAILURE_NAME_MAX],
+            message=message[:FAILURE_MESSAGE_MAX],
+            text=texts[index][:FAILURE_TEXT_MAX] if index < len(texts) else "",
+        )
+        for index, (name, message) in enumerate(summary.failures[:FAILURES_KEPT])
     ]
     return {
         "total": summary.total,

@@ -134,9 +134,16 @@ def description(record: BuildRecord) -> str:
     return _clip(text, DESCRIPTION_MAX)
 
 
+# The build page's first section on a failed build: what the author clicked through for.
+FAILING_TESTS_ANCHOR = "failing-tests"
+
+
 def build_url(record: BuildRecord, public_url: str) -> str:
-    """The build page. Refused (ValueError) when 450 characters or more: a cut link leads nowhere."""
+    """The build page (its failing tests, for a failed build). Refused (ValueError) when 450
+    characters or more: a cut link leads nowhere."""
     url = f"{public_url.rstrip('/')}/builds/{record.id}"
+    if record.state is BuildState.failed:
+        url += f"#{FAILING_TESTS_ANCHOR}"
     if len(url) >= URL_LIMIT:
         raise ValueError(f"the build URL is {len(url)} characters; Bitbucket needs fewer than {URL_LIMIT}")
     return url
