@@ -18,7 +18,7 @@ from celery import Celery
 from dispatch.app import FIRST_STEP
 from dispatch.send import notify, send, send_report, wake
 from dispatch.submit import STATUS_REPORTERS
-from schemas.action import Acted, NotPossible, UnknownBuild
+from schemas.action import Acted, NotPossible, UnknownBuild, retry_refusal
 from schemas.record import BuildRecord, BuildState, utcnow
 from schemas.request import NAME_MAX, BuildRequest
 from schemas.settings import Settings
@@ -28,18 +28,6 @@ from store.builds import BuildStore, DuplicateBuild
 
 def unknown(build_id: str) -> UnknownBuild:
     return UnknownBuild(f"there is no build {build_id!r}; it may have expired")
-
-
-def retry_refusal(record: BuildRecord) -> str | None:
-    """Why the build cannot be retried, or None. A running build would run twice beside itself; a
-    build numbered by Jenkins gets its next number from Jenkins, never from podci."""
-    if not record.complete:
-        return (f"build {record.id} is {record.state.label}: only a finished build can be retried "
-                "(cancel it first, or wait for it to end)")  # fmt: skip
-    if record.request.number is not None:
-        return (f"build {record.id} was numbered by Jenkins (BUILD_NUMBER {record.request.number}): "
-                "retry it in Jenkins, which gives the next number")  # fmt: skip
-    return None
 
 
 def retry_request(record: BuildRecord, by: str) -> BuildRequest:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from schemas.record import BuildRecord
+
 
 @dataclass(frozen=True)
 class Acted:
@@ -31,3 +33,21 @@ class UnknownBuild(ActionRefused):
 
 class NotPossible(ActionRefused):
     """The build exists, but not in a state that allows the action (a retry of a running build)."""
+
+
+def retry_refusal(record: BuildRecord) -> str | None:
+    """Why the build cannot be retried, or None (the pages show a Retry button when None, and import
+    it from here: they may not import `dispatch`). A running build would run twice beside itself; a
+    build numbered by Jenkins gets its next number from Jenkins, never from podci."""
+    if not record.complete:
+        return (f"build {record.id} is {record.state.label}: only a finished build can be retried "
+                "(cancel it first, or wait for it to end)")  # fmt: skip
+    if record.request.number is not None:
+        return (f"build {record.id} was numbered by Jenkins (BUILD_NUMBER {record.request.number}): "
+                "retry it in Jenkins, which gives the next number")  # fmt: skip
+    return None
+
+
+def may_cancel(record: BuildRecord) -> bool:
+    """Whether a cancel would do something (the pages show a Cancel button then)."""
+    return not record.complete and not record.cancel_requested

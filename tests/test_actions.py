@@ -23,7 +23,7 @@ import pytest
 from celery import Celery
 from redis import Redis
 
-from dispatch.actions import cancel, retry, retry_refusal, retry_request
+from dispatch.actions import cancel, retry, retry_request
 from dispatch.app import make_app
 from dispatch.submit import submit
 from events.options import ParseOptions
@@ -32,7 +32,7 @@ from events.signature import sign
 from podci.embedded import free_port
 from podci.listing import branch_or_pr, duration, select
 from podci.server import create_app
-from schemas.action import NotPossible, UnknownBuild
+from schemas.action import NotPossible, UnknownBuild, may_cancel, retry_refusal
 from schemas.event import Action
 from schemas.record import BuildRecord, BuildState, Step, utcnow
 from schemas.request import BuildRequest, Revision
@@ -82,6 +82,16 @@ def record_of(req: BuildRequest, state: BuildState = BuildState.succeeded, **cha
 def test_which_builds_may_be_retried(state: BuildState, number: int | None, words: str | None) -> None:
     refusal = retry_refusal(record_of(request(number=number), state))
     assert refusal == words if words is None else words in (refusal or "")
+
+
+@pytest.mark.parametrize(
+    ("state", "asked", "may"),
+    [(BuildState.queued, False, True), (BuildState.running, False, True), (BuildState.running, True, False),
+     (BuildState.awaiting_approval, False, True), (BuildState.succeeded, False, False),
+     (BuildState.stopped, True, False)],
+)  # fmt: skip
+def test_which_builds_a_cancel_would_stop(state: BuildState, asked: bool, may: bool) -> None:
+    assert may_cancel(record_of(request(), state, cancel_requested=asked)) is may
 
 
 @pytest.mark.parametrize(
