@@ -15,7 +15,7 @@ from celery import Celery
 from dispatch.actions import retry, stop
 from dispatch.send import notify
 from dispatch.submit import STATUS_REPORTERS, start_approved, submit
-from schemas.action import ActionRefused
+from schemas.action import Acted, ActionRefused
 from schemas.event import Action, Decision
 from schemas.record import BuildState
 from schemas.request import BuildRequest, pr_key
@@ -102,26 +102,27 @@ class Intake:
         that was never approved waits for one again."""
         if (first := self._seen(decision, "retest")) is not None:
             return first
+        acted, why = self._retry_newest(decision, key)
+        if acted is None:  # the decision's reason first: what was asked, then why nothing started
+            return Reply(200, {"action": "ignored", "reason": f"{decision.reason}, but {why}"})
+        reason = f"{decision.reason}: {acted.sentence}"
+        body = {"action": "retest", "reason": reason, "build_id": acted.build_id}
+        return Reply(202 if acted.changed else 200, body)
+
+    def _retry_newest(self, decision: Decision, key: str) -> tuple[Acted | None, str]:
+        """The retry, or None and why not. The newest build is the head's: an older one may test a
+        commit the pull request has left behind."""
         builds = self.store.builds_of_pull_request(key)
         number = decision.pull_request
         if not builds:
-            return Reply(
-                200, {"action": "ignored", "reason": f"pull request #{number} has no build to retest"}
-            )
+            return None, f"pull request #{number} has no build to retest"
         newest = builds[-1]
         if not newest.complete:
-            reason = (
-                f"build {newest.id} of pull request #{number} is {newest.state.label}: nothing to retest yet"
-            )
-            return Reply(200, {"action": "ignored", "reason": reason})
+            return None, f"its build {newest.id} is {newest.state.label}: nothing to retest yet"
         try:
-            acted = retry(self.app, self.store, self.settings, newest.id, decision.actor or "unknown")
+            return retry(self.app, self.store, self.settings, newest.id, decision.actor or "unknown"), ""
         except ActionRefused as refused:
-            return Reply(200, {"action": "ignored", "reason": refused.sentence})
-        reason = f"{decision.reason}: {acted.sentence}"
-        return Reply(
-            202 if acted.changed else 200, {"action": "retest", "reason": reason, "build_id": acted.build_id}
-        )
+            return None, refused.sentence
 
     def _seen(self, decision: Decision, what: str) -> Reply | None:
         """A redelivered cancel does nothing the second time: it could stop a newer build that the
