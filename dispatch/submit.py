@@ -14,6 +14,9 @@ from schemas.request import BuildRequest
 from schemas.settings import Settings
 from store.builds import BuildStore
 
+# The providers whose builds get a status at once: their reporters are named after them.
+STATUS_REPORTERS = ("bitbucket-cloud", "bitbucket-server")
+
 
 def submit(
     app: Celery, store: BuildStore, settings: Settings, request: BuildRequest, dedupe: Sequence[str] = ()

@@ -7,24 +7,22 @@ a build is a record and one queued message; the workers do the rest.
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from celery import Celery
 
-from dispatch.send import notify, send_report, wake
-from dispatch.submit import start_approved, submit
+from dispatch.actions import retry, stop
+from dispatch.send import notify
+from dispatch.submit import STATUS_REPORTERS, start_approved, submit
+from schemas.action import Acted, ActionRefused
 from schemas.event import Action, Decision
-from schemas.record import BuildRecord, BuildState, utcnow
+from schemas.record import BuildState
 from schemas.request import BuildRequest, pr_key
 from schemas.settings import Settings
 from store.builds import BuildStore, DuplicateBuild, NameTaken
 
 log = logging.getLogger("podci.intake")
-# The providers whose builds get a status at once: their reporters are named after them.
-STATUS_REPORTERS = ("bitbucket-cloud", "bitbucket-server")
 
 
 @dataclass(frozen=True)
@@ -75,6 +73,8 @@ class Intake:
             return Reply(200, {"action": "cancel", "reason": reason, "builds": stopped})
         if decision.action is Action.approve and decision.repo and decision.pull_request:
             return self._approve(decision, pr_key(decision.provider, decision.repo, decision.pull_request))
+        if decision.action is Action.retest and decision.repo and decision.pull_request:
+            return self._retest(decision, pr_key(decision.provider, decision.repo, decision.pull_request))
         return Reply(200, {"action": decision.action.value, "reason": decision.reason})
 
     def _approve(self, decision: Decision, key: str) -> Reply:
@@ -95,6 +95,34 @@ class Intake:
         if not started:
             reason += f", but no build of pull request #{decision.pull_request} waits for approval"
         return Reply(200, {"action": "approve", "reason": reason, "builds": started})
+
+    def _retest(self, decision: Decision, key: str) -> Reply:
+        """Retry the pull request's newest build, which tested its current head: only once it has
+        finished (a running one is testing already). A retest is not an approval: the retry of a build
+        that was never approved waits for one again."""
+        if (first := self._seen(decision, "retest")) is not None:
+            return first
+        acted, why = self._retry_newest(decision, key)
+        if acted is None:  # the decision's reason first: what was asked, then why nothing started
+            return Reply(200, {"action": "ignored", "reason": f"{decision.reason}, but {why}"})
+        reason = f"{decision.reason}: {acted.sentence}"
+        body = {"action": "retest", "reason": reason, "build_id": acted.build_id}
+        return Reply(202 if acted.changed else 200, body)
+
+    def _retry_newest(self, decision: Decision, key: str) -> tuple[Acted | None, str]:
+        """The retry, or None and why not. The newest build is the head's: an older one may test a
+        commit the pull request has left behind."""
+        builds = self.store.builds_of_pull_request(key)
+        number = decision.pull_request
+        if not builds:
+            return None, f"pull request #{number} has no build to retest"
+        newest = builds[-1]
+        if not newest.complete:
+            return None, f"its build {newest.id} is {newest.state.label}: nothing to retest yet"
+        try:
+            return retry(self.app, self.store, self.settings, newest.id, decision.actor or "unknown"), ""
+        except ActionRefused as refused:
+            return None, refused.sentence
 
     def _seen(self, decision: Decision, what: str) -> Reply | None:
         """A redelivered cancel does nothing the second time: it could stop a newer build that the
@@ -127,25 +155,5 @@ class Intake:
     def stop_pull_request(self, pr_key: str, reason: str, keep: str | None = None) -> list[str]:
         """Ask every unfinished build of the pull request (but `keep`) to stop; returns their ids. One
         still waiting for approval has nothing running: it is stopped here and now."""
-        stopped = []
-        for record in self.store.builds_of_pull_request(pr_key, but=keep):
-            if record.state is BuildState.awaiting_approval:
-                waiting = BuildState.awaiting_approval
-                done = self.store.update(record.id, _stopped(reason), expect_state=waiting, due=time.time())
-                if done is not None:
-                    send_report(self.app, record.id)
-                    stopped.append(record.id)
-                    continue
-                record = self.store.get(record.id) or record  # approved meanwhile: stopped like any other
-            if not record.complete and not record.cancel_requested:
-                self.store.cancel(record.id, reason)
-                wake(self.app, self.store, record.id)  # a parked build stops now, not at its next look
-                stopped.append(record.id)
-        return stopped
-
-
-def _stopped(reason: str) -> Callable[[BuildRecord], None]:
-    def change(record: BuildRecord) -> None:
-        record.state, record.reason, record.finished, record.step = BuildState.stopped, reason, utcnow(), None
-
-    return change
+        builds = self.store.builds_of_pull_request(pr_key, but=keep)
+        return [record.id for record in builds if stop(self.app, self.store, record, reason)]

@@ -26,6 +26,9 @@ NO_EVENT_KEY = "the request has no X-Event-Key header; is this a Bitbucket webho
 # What a trusted person comments to start the builds of a pull request waiting for approval, on a line
 # of its own (as Prow's `/ok-to-test`).
 OK_TO_TEST = re.compile(r"(?mi)^\s*/podci\s+ok-to-test\s*$")
+# What a trusted person comments to test a pull request's head again (an infrastructure failure, a
+# flaky service), on a line of its own.
+RETEST = re.compile(r"(?mi)^\s*/podci\s+retest\s*$")
 
 # The same rule as `Revision.commit`; `fullmatch` so that a trailing newline is refused too.
 _COMMIT = re.compile(r"[0-9a-f]{7,40}")
@@ -230,19 +233,28 @@ class Envelope:
     def comment(
         self, text: str, repo: str, pull_request: int, actor: tuple[str, ...], options: ParseOptions
     ) -> Decision:
-        """A pull request comment: `approve` when it is a trusted person's `/podci ok-to-test`."""
-        if not OK_TO_TEST.search(text):
-            return self.ignored("the comment does not say /podci ok-to-test on a line of its own")
+        """A pull request comment: `approve` when it is a trusted person's `/podci ok-to-test`,
+        `retest` when it is a trusted person's `/podci retest` (an approval wins over a retest)."""
+        command = (
+            "/podci ok-to-test" if OK_TO_TEST.search(text) else "/podci retest" if RETEST.search(text) else ""
+        )
+        if not command:
+            return self.ignored(
+                "the comment does not say /podci ok-to-test on a line of its own (nor /podci retest)"
+            )
         who = next((identity for identity in actor if identity), "unknown")
         if not options.trusted_person(actor):
             return self.ignored(
                 f"{clip(who)} is not trusted (PODCI_TRUSTED_AUTHORS): only a trusted person's "
-                "/podci ok-to-test starts a build"
+                f"{command} starts a build"
             )
-        reason = f"{clip(who)} approved pull request #{pull_request} (/podci ok-to-test)"
-        return self._decide(
-            Action.approve, reason, repo=repo, pull_request=pull_request, actor=clip(who, 200)
-        )
+        if command == "/podci retest":
+            reason = f"{clip(who)} asked for a retest of pull request #{pull_request} (/podci retest)"
+            action = Action.retest
+        else:
+            reason = f"{clip(who)} approved pull request #{pull_request} (/podci ok-to-test)"
+            action = Action.approve
+        return self._decide(action, reason, repo=repo, pull_request=pull_request, actor=clip(who, 200))
 
     def build(
         self,

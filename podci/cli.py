@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,6 +27,7 @@ from podci.env_check import setting_names, unknown_variables
 from podci.example import example_repo
 from podci.orphan import end_orphaned
 from podci.progress import follow, print_summary
+from schemas.action import Acted, ActionRefused
 from schemas.errors import describe
 from schemas.record import BuildRecord, BuildState
 from schemas.request import BuildRequest, Revision
@@ -94,6 +95,7 @@ def redis_url(settings: Settings, *, join_up: bool = True) -> Iterator[tuple[str
 
 
 @click.group()
+@click.version_option(package_name="podci", prog_name="podci", message="%(prog)s %(version)s")
 def cli() -> None:
     """podci: every pull request tested in its own throwaway environment."""
     keep_memory_private()
@@ -550,6 +552,100 @@ def gc(dry_run: bool) -> None:
     click.echo(
         f"{len(gone)} object(s){' (dry run: pass --delete to delete them)' if dry_run and gone else ''}"
     )
+
+
+# --- one build at a time: list, retry, cancel ------------------------------------------------------
+SCAN_MAX = 100_000  # builds read at most to find `--limit` matches (the index is trimmed by age anyway)
+
+
+class ActionFailed(click.ClickException):
+    """An action that could not be done (unknown build, not possible now, Redis down): exit 2."""
+
+    exit_code = 2
+
+
+@contextmanager
+def _builds_store(settings: Settings) -> Iterator[tuple[BuildStore, Settings, bool]]:
+    """The store of PODCI_REDIS_URL or of the state directory's embedded Redis, with the settings
+    naming that Redis; yields (store, settings, embedded). Redis that does not answer is exit 2."""
+    from kombu.exceptions import OperationalError
+    from redis.exceptions import RedisError
+
+    try:
+        with redis_url(settings) as (url, embedded):
+            client = connect(url, timeout=10, master=settings.redis_sentinel_master)
+            yield (
+                BuildStore(client, settings.retention_seconds),
+                settings.model_copy(update={"redis_url": url}),
+                embedded,
+            )
+    except (RedisError, OperationalError) as exc:
+        raise ActionFailed(
+            f"the Redis of the builds (PODCI_REDIS_URL) does not answer ({type(exc).__name__})"
+        ) from None
+    except SystemExit as exc:  # the embedded Redis is another podci's just now
+        if isinstance(exc.code, str):
+            raise ActionFailed(exc.code) from None
+        raise
+
+
+def _who() -> str:
+    return os.environ.get("USER") or "the command line"
+
+
+@cli.command()
+@click.option("--repo", help="only builds of this repository (its full name, e.g. team/webapp)")
+@click.option("--state", type=click.Choice([s.value for s in BuildState]), help="only builds in this state")
+@click.option(
+    "--limit", type=click.IntRange(min=1), default=20, show_default=True, help="builds shown at most"
+)
+@click.option("--json", "as_json", is_flag=True, help="print the build records as one JSON array")
+def builds(repo: str | None, state: str | None, limit: int, as_json: bool) -> None:
+    """Recent builds, newest first: id, repository, branch or pull request, state, reason, times."""
+    from podci.listing import select, table
+
+    settings = load_settings()
+    with _builds_store(settings) as (store, _, _):
+        records = select(store.recent(SCAN_MAX), repo, state, limit)
+    if as_json:
+        click.echo(json.dumps([r.model_dump(mode="json") for r in records], indent=2))
+    elif records:
+        Console().print(table(records))
+    else:
+        click.echo("no builds match")
+
+
+@cli.command()
+@click.argument("build_id")
+def retry(build_id: str) -> None:
+    """Build a finished build again: a new build of the same request and commits, the job's next number."""
+    from dispatch.actions import retry as retry_build
+
+    click.echo(_act(lambda app, store, settings: retry_build(app, store, settings, build_id, _who())))
+
+
+@cli.command()
+@click.argument("build_id")
+def cancel(build_id: str) -> None:
+    """Stop a running build: it ends `stopped` ("cancelled by <you>") and is torn down."""
+    from dispatch.actions import cancel as cancel_build
+
+    click.echo(_act(lambda app, store, settings: cancel_build(app, store, build_id, _who())))
+
+
+def _act(action: Callable[[Celery, BuildStore, Settings], Acted]) -> str:
+    """Run a `dispatch.actions` action on the configured (or embedded) Redis; its sentence, or exit 2."""
+    with _builds_store(load_settings()) as (store, settings, embedded):
+        try:
+            acted = action(make_app(settings, publish_timeout=10), store, settings)
+        except ActionRefused as refused:
+            raise ActionFailed(refused.sentence) from None
+    if embedded and acted.changed:
+        return (
+            acted.sentence
+            + " (no worker serves the embedded Redis now: it goes on with the next podci up or run)"
+        )
+    return acted.sentence
 
 
 def main() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+from functools import partial
 
 from celery import Celery
 from fastapi import FastAPI, Request
@@ -16,6 +17,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from dispatch import actions as build_actions
 from dispatch.app import make_app
 from events import receiver
 from events.intake import Intake
@@ -26,7 +28,7 @@ from store.builds import BuildStore
 from store.connection import connect_to
 from store.logstore import open_log_store
 from store.metrics import RedisCollector
-from web import pages
+from web import actions, pages
 from web.access import Access
 
 log = logging.getLogger("podci.server")
@@ -84,6 +86,11 @@ def create_app(settings: Settings, celery: Celery | None = None, redis: Redis | 
             bitbucket_server_url=settings.bitbucket_server_url,
         )
     )  # fmt: skip
+    retry = partial(build_actions.retry, intake.app, store, settings)
+    cancel = partial(build_actions.cancel, intake.app, store)
+    api.include_router(
+        actions.make_router(Access.from_settings(settings), settings.public_url, retry, cancel)
+    )
 
     registry = CollectorRegistry(auto_describe=True)
     registry.register(RedisCollector(redis))

@@ -15,6 +15,7 @@ class Action(StrEnum):
     ignored = "ignored"  # nothing to do; `reason` says why
     ping = "ping"  # a connection test from the sender
     approve = "approve"  # a trusted person's `/podci ok-to-test`: start the builds waiting for it
+    retest = "retest"  # a trusted person's `/podci retest`: retry the pull request's newest build
 
 
 class Decision(BaseModel):
@@ -28,4 +29,4 @@ class Decision(BaseModel):
     request: BuildRequest | None = None
     repo: str | None = None
     pull_request: int | None = None
-    actor: str | None = None  # who approves (`approve`)
+    actor: str | None = None  # who approves (`approve`) or asks for a retest (`retest`)

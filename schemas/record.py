@@ -131,6 +131,10 @@ class BuildRecord(BaseModel):
     approved_by: str = Field(
         default="", description="who commented /podci ok-to-test, for an untrusted pull request"
     )
+    # A retry (`podci retry`, the page's button, `/podci retest`) is a new build of the same request;
+    # the two records name each other, so either page leads to the other. Empty in older records.
+    retry_of: str = Field(default="", description="the build this one retries")
+    retried_as: str = Field(default="", description="the build that retries this one")
     # Fencing: the pipeline's single live message carries this number; a message with an older one
     # is a duplicate (a redelivery or a re-kick) and is dropped. `step` names what runs next.
     seq: int = 0

@@ -183,9 +183,12 @@ class BuildStore:
         dedupe: Sequence[str] = (),
         dedupe_ttl: int = 7 * 24 * 3600,
         waiting: bool = False,
+        retry_of: str = "",
+        approved_by: str = "",
     ) -> BuildRecord:
         """A new record in `queued` (`awaiting_approval` when `waiting`: nothing runs until `approve`),
-        written in one transaction with its indexes.
+        written in one transaction with its indexes. A retry names the build it retries (`retry_of`)
+        in the record as it is first written, and keeps the approval that build had (`approved_by`).
 
         The number comes from a per-job counter of the request's source and never repeats; when its
         name is taken anyway (a number another sender chose), the next number is used. A number given
@@ -197,6 +200,7 @@ class BuildStore:
         for _ in range(NAME_TRIES):
             number = request.number or self._next_number(request)
             record = self._new(request, number, log_root, waiting)
+            record.retry_of, record.approved_by = retry_of, approved_by
             written = [
                 keys.build(record.name),
                 BUILDS,
@@ -493,3 +497,12 @@ class BuildStore:
             record = self.get(as_text(member))
             if record is not None:
                 yield record
+
+    def link_retry(self, build_id: str, retried_as: str) -> BuildRecord | None:
+        """The retried build names its retry. Only the first link holds: a build has one retry, and
+        retrying it again answers that one (`dispatch.actions.retry`)."""
+
+        def link(record: BuildRecord) -> None:
+            record.retried_as = record.retried_as or retried_as
+
+        return self.update(build_id, link)

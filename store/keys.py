@@ -64,6 +64,12 @@ def pull_request(pr_key: str) -> str:
     return f"{PREFIX}:pr:{pr_key}"
 
 
+def retry_dedupe(provider: str, build_id: str) -> str:
+    """The dedupe key (`dedupe`) of the one retry of a build: a second retry of it, even at the same
+    moment, answers the build the first one made."""
+    return f"retry:{provider}:{build_id}"
+
+
 def dedupe(key: str) -> str:
     """string: the build a delivery id or a pull request head already started, or what a delivery
     that started no build did (`cancel`), so a redelivery does it once (expires)."""

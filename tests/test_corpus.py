@@ -153,8 +153,10 @@ def test_every_expectation_is_complete(case: Case) -> None:
         assert set(expected) - OPTIONAL_KEYS == {"action", "error", "provider"}
         assert expected["error"]
         return
-    assert expected["action"] in ("build", "cancel", "ignored", "ping", "approve")
-    wanted = {"build": BUILD_KEYS, "approve": APPROVE_KEYS}.get(expected["action"], COMMON_KEYS)
+    assert expected["action"] in ("build", "cancel", "ignored", "ping", "approve", "retest")
+    wanted = {"build": BUILD_KEYS, "approve": APPROVE_KEYS, "retest": APPROVE_KEYS}.get(
+        expected["action"], COMMON_KEYS
+    )
     assert set(expected) - OPTIONAL_KEYS == wanted
     assert expected["reason"]
 
@@ -180,6 +182,7 @@ def test_the_corpus_covers_every_event_podci_reads_or_ignores() -> None:
         assert actions[(sender, "build")] and actions[(sender, "ignored")] and actions[(sender, "error")]
     assert actions[("bitbucket-cloud", "cancel")] and actions[("bitbucket-server", "cancel")]
     assert actions[("bitbucket-cloud", "approve")] and actions[("bitbucket-server", "approve")]
+    assert actions[("bitbucket-cloud", "retest")] and actions[("bitbucket-server", "retest")]
     assert any(case.expected.get("trusted") is False for case in CASES if case.sender == "bitbucket-cloud")
     assert any(case.expected.get("trusted") is False for case in CASES if case.sender == "bitbucket-server")
     assert actions[("bitbucket-server", "ping")]

@@ -29,6 +29,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Red
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
+from schemas.action import may_cancel, retry_refusal
 from schemas.public import Redactor
 from schemas.record import BuildRecord, BuildState, TestCaseFailure, utcnow
 from store.builds import BuildStore
@@ -308,6 +309,8 @@ def make_router(
             links=build_links(record.request, source_commit(record), bitbucket_server_url),
             failing=failing_tests(record, full_test_log(found, test_log)),
             signed_in=who is not None,
+            may_retry=retry_refusal(record) is None,
+            may_cancel=may_cancel(record),
         )
 
     # `name:path`: a container log is named `containers/web`, its slash sent as %2F and decoded by then.
