@@ -25,6 +25,7 @@ from workers.pipeline import (
     next_look,
     next_step,
     retry_delay,
+    running_detail,
     start,
 )
 
@@ -275,3 +276,22 @@ def test_cancel_outcome(step: str, cancel: bool, stops: bool) -> None:
         assert (outcome.state, outcome.reason) == (BuildState.stopped, "cancelled")
     else:
         assert outcome is None
+
+
+@pytest.mark.parametrize(
+    ("target", "clone_url", "detail"),
+    [(None, "/srv/web", "fetching `main` from /srv/web"),
+     ("develop", "https://x-token-auth:s3cret@bitbucket.org/team/web.git",
+      "fetching `main` and `develop` from https://bitbucket.org/team/web.git")],
+)  # fmt: skip
+def test_a_started_checkout_says_what_it_fetches_and_from_where(
+    target: str | None, clone_url: str, detail: str
+) -> None:
+    rec = record(Step.checkout, BuildState.queued)
+    source = Revision(clone_url=clone_url, ref="main")
+    into = None if target is None else Revision(clone_url=clone_url, ref=target)
+    rec.request = rec.request.model_copy(update={"source": source, "target": into})
+    rec.step_record(Step.checkout).state = StepState.pending
+    start(rec, Step.checkout, NOW)
+    assert rec.step_record(Step.checkout).detail == detail and "s3cret" not in detail
+    assert running_detail(rec, Step.run_tests) == ""

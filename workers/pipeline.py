@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from schemas.public import without_userinfo
 from schemas.record import BuildRecord, BuildState, PodAttempt, Step, StepState, TestResult
 from schemas.repo_config import PodSpec, RepoConfig
 
@@ -160,12 +161,23 @@ def bounded(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def running_detail(record: BuildRecord, step: Step) -> str:
+    """What a step says while it runs, before any outcome of its own: a checkout over a slow link (or
+    through DNS retries) runs for long, and an empty detail looked like a hang."""
+    if step is not Step.checkout:
+        return ""
+    source, target = record.request.source, record.request.target
+    into = f" and `{target.ref}`" if target is not None else ""
+    return f"fetching `{source.ref}`{into} from {without_userinfo(source.clone_url)}"
+
+
 def start(record: BuildRecord, step: Step, now: datetime) -> None:
     """Mark `step` as running (first time only) and the build as started."""
     entry = record.step_record(step)
     if entry.state is StepState.pending:
         entry.state = StepState.running
         entry.started = now
+        entry.detail = entry.detail or running_detail(record, step)
     if record.state is BuildState.queued:
         record.state = BuildState.running
         record.started = now
