@@ -3,11 +3,12 @@ table per rule, each body also checked by the stand-ins' own checks (`testkit.in
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from schemas.record import BuildRecord, BuildState, StepRecord
+from schemas.record import BuildRecord, BuildState, Step, StepRecord
 from schemas.record import TestCaseFailure as Failure
 from schemas.record import TestResult as JUnit  # aliased: pytest would try to collect `Test*`
 from schemas.request import BuildRequest, Provider, Revision
@@ -32,20 +33,20 @@ class Flaky(Failure):
 def make(
     state: BuildState = S.failed,
     *,
-    failures: list[Failure] | None = None,
+    failures: Sequence[Failure] | None = None,
     total: int | None = 3,
     reason: str = "",
     provider: Provider = "bitbucket-cloud",
     repo: str = "team/web",
     job: str = "web",
 ) -> BuildRecord:
-    request = BuildRequest(job=job, repo=repo, provider=provider,
-                           source=Revision(clone_url="/srv/web", ref="feature/login", commit=SHA))  # fmt: skip
+    source = Revision(clone_url="/srv/web", ref="feature/login", commit=SHA)
+    request = BuildRequest(job=job, repo=repo, provider=provider, source=source)
     failed = len(failures or []) if total is not None else None
     tests = JUnit(exit_code=1, log_path="/l", total=total, failed=failed, skipped=1 if total else None,
-                  failures=failures or [])  # fmt: skip
+                  failures=list(failures or []))  # fmt: skip
     return BuildRecord(id="b-7", job=job, number=7, name="web-7", request=request, attempts=1,
-                       steps=[StepRecord(name="checkout")], state=state, reason=reason, tests=tests,
+                       steps=[StepRecord(name=Step.checkout)], state=state, reason=reason, tests=tests,
                        started=T0, finished=T0 + timedelta(seconds=90))  # fmt: skip
 
 
@@ -122,8 +123,12 @@ def test_wants_report(state: BuildState, total: int | None, wanted: bool) -> Non
 
 @pytest.mark.parametrize(
     ("state", "cloud", "server"),
-    [(S.succeeded, "PASSED", "PASS"), (S.failed, "FAILED", "FAIL"), (S.error, "FAILED", "FAIL"),
-     (S.stopped, "PENDING", None)],  # fmt: skip
+    [
+        (S.succeeded, "PASSED", "PASS"),
+        (S.failed, "FAILED", "FAIL"),
+        (S.error, "FAILED", "FAIL"),
+        (S.stopped, "PENDING", None),
+    ],
 )
 def test_result(state: BuildState, cloud: str, server: str | None) -> None:
     record = make(state)
@@ -186,7 +191,9 @@ def test_a_superseded_build_says_so_and_is_neither_green_nor_red(product: Produc
 def test_report_paths_and_keys() -> None:
     cloud = make()
     server = make(provider="bitbucket-server", repo="TEAM/web")
-    assert insights.report_path(cloud, "cloud") == f"/2.0/repositories/team/web/commit/{SHA}/reports/podci-web"
+    assert (
+        insights.report_path(cloud, "cloud") == f"/2.0/repositories/team/web/commit/{SHA}/reports/podci-web"
+    )
     assert (
         insights.report_path(server, "server")
         == f"/rest/insights/1.0/projects/TEAM/repos/web/commits/{SHA}/reports/podci-web"
@@ -236,7 +243,9 @@ def test_summary_carries_the_flaky_note(note: str, want: str) -> None:
 @pytest.mark.parametrize("product", PRODUCTS)
 def test_long_texts_are_clipped_to_the_limits(product: Product) -> None:
     huge = "x" * 5000
-    failures = [Flaky(name="t." + "n" * 600, message=huge, text=huge, file="tests/t.py", flaky_note="2 of 20")]
+    failures = [
+        Flaky(name="t." + "n" * 600, message=huge, text=huge, file="tests/t.py", flaky_note="2 of 20")
+    ]
     record = make(failures=failures, reason=huge, repo="TEAM/web", provider="bitbucket-server")
     notes = insights.annotation_bodies(record, PUBLIC, product)
     limits = insights.LIMITS[product]
