@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -230,6 +231,7 @@ class Call:
     path: str
     body: Any
     problems: list[str]
+    at: float = field(default_factory=time.time)  # when it was answered, for `bench/insights.py`
 
 
 @dataclass
