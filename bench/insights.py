@@ -45,6 +45,10 @@ FILES = {
     ".podci/pod.yaml": "containers:\n  - name: t\n    image: none\n    command: [sleep, infinity]\n",
     "r.xml": REPORT.format(cases="".join(CASE.format(n=n, line=10 + n) for n in range(3))),
 }
+STATUS_PATHS = {
+    "cloud": "/2.0/repositories/{repo}/commit/{sha}/statuses/build",
+    "server": "/rest/api/latest/projects/{project}/repos/{slug}/commits/{sha}/builds",
+}
 PRODUCTS: dict[Provider, tuple[str, str]] = {"bitbucket-cloud": ("team/web", "cloud"),
                                              "bitbucket-server": ("TEAM/web", "server")}  # fmt: skip
 
@@ -87,7 +91,10 @@ def run(builds: int, work: Path) -> dict[str, Any]:
                 waits = []
                 for n in range(builds):
                     sha = repo.commit({"n.txt": str(n)})
-                    source = Revision(clone_url=clone, ref=f"topic-{n}", commit=sha)
+                    source = Revision(clone_url=clone, ref="main", commit=sha)
+                    stand_ins[provider].path = STATUS_PATHS[product].format(
+                        repo=repo_name, project=repo_name.split("/")[0], slug=repo_name.split("/")[1], sha=sha
+                    )
                     request = BuildRequest(job=f"web-{n}", repo=repo_name, source=source, provider=provider,
                                            event="bench")  # fmt: skip
                     build_id = submit(app, store, settings, request).id
@@ -102,6 +109,9 @@ def run(builds: int, work: Path) -> dict[str, Any]:
                 results[f"{product}_tests_end_to_report_p50_s"] = statistics.median(waits)
                 results[f"{product}_tests_end_to_report_p99_s"] = percentile(waits, 99)
                 results[f"{product}_tests_end_to_report_max_s"] = max(waits)
+                results[f"{product}_refused_status_posts"] = sum(
+                    s.problems != [] for s in stand_ins[provider].seen
+                )
                 results[f"{product}_refused_calls"] = sum(
                     c.problems != [] for c in stand_ins[provider].insights.seen
                 )
