@@ -42,6 +42,7 @@ PARTS: dict[str, tuple[str, list[str], list[str]]] = {
     ),
     "faults": ("bench.faults", ["all"], ["all", "--builds", "20"]),
     "fuzz": ("bench.fuzz", [], ["--bodies", "2000"]),
+    "insights": ("bench.insights", ["--builds", "10"], ["--builds", "3"]),
     "hardening": (
         "bench.hardening",
         ["--builds", "20", "--requests", "20"],
@@ -94,6 +95,8 @@ def targets(results: dict[str, Any]) -> list[tuple[str, Any, str, bool | None]]:
         row("delivery: stream MB/s to the fake", "delivery", "stream_mb_per_s", "", None),
         row("delivery: worker RSS growth MiB", "delivery", "worker_peak_rss_growth_mib_while_streaming",
             "< 64", lambda v: v < 64),
+        *[row(f"insights: tests end -> {p} report p99 s", "insights",
+              f"{p}_tests_end_to_report_p99_s", "< 10", lambda v: v < 10) for p in ("cloud", "server")],
         row("intake requests per second", "intake", "requests_per_second", ">= 1000", lambda v: v >= 1000),
         row("intake p99 ms", "intake", "latency_p99_ms", "< 50", lambda v: v < 50),
         row("fuzz: bodies sent", "fuzz", "bodies_total", ">= 10000", lambda v: v >= 10_000),

@@ -74,6 +74,8 @@ class StepRecord(BaseModel):
 
 class TestCaseFailure(BaseModel):
     name: str  # `classname.name` as JUnit XML gives it
+    file: str = ""  # the testcase's `file` attribute, when the JUnit writer gives one
+    line: int | None = None  # and its `line` attribute
     message: str = ""
     text: str = ""  # the failure element's body (a traceback), for the first failures only
 

@@ -181,6 +181,8 @@ class Settings(BaseSettings):
     )
     bitbucket_server_token: SecretStr | None = Field(default=None, description="an HTTP access token")
     bitbucket_server_legacy_status: bool = Field(default=False, description="use /rest/build-status/1.0")
+    bitbucket_cloud_reports: bool = Field(default=True, description="Code Insights reports on Cloud")
+    bitbucket_server_reports: bool = Field(default=True, description="Code Insights reports on Server/DC")
     report_retries: int = Field(default=20, ge=0, description="tries of a status post before giving up")
     report_backoff_max: int = Field(default=300, ge=1, description="longest pause (s) between those tries")
 

@@ -1,8 +1,9 @@
 """Bitbucket stand-ins: real HTTP servers that check each build-status request against the documented
 shapes (method, path, content type, auth header, body fields and their types, key and url limits, the
 state set of each API) and answer as Bitbucket would: 400 with what was wrong, else 201 (Cloud) or 204
-(Server/DC). A GET of a status (the documented reads) answers from what was accepted. Used by the
-tests and by `bench/`.
+(Server/DC). A GET of a status (the documented reads) answers from what was accepted. Code Insights
+reports and annotations (`…/reports/…`) are handed to `testkit.insights`, which keeps them apart
+(`StandIn.insights`). Used by the tests and by `bench/`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import parse_qs, unquote
+
+from testkit.insights import Insights
 
 Api = Literal["cloud", "server", "legacy"]
 
@@ -175,14 +178,18 @@ class StandIn:
     delay: float = 0.0
     seen: list[Seen] = field(default_factory=list)
     statuses: dict[str, dict[str, Any]] = field(default_factory=dict)  # key -> last accepted body
+    insights: Insights = field(init=False)
 
     def __post_init__(self) -> None:
         stand_in = self
+        self.insights = Insights("cloud" if self.api == "cloud" else "server")
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def _any(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 headers = dict(self.headers.items())
+                if stand_in.api != "legacy" and stand_in.insights.owns(self.path):
+                    return self._insights(raw, headers)
                 if self.command == "GET":
                     return self._lookup(raw, headers)
                 problems = check(stand_in.api, self.command, self.path, headers, raw,
@@ -212,6 +219,18 @@ class StandIn:
                     stand_in.statuses[body["key"]] = body
                 self._answer(code, reply)
 
+            def _insights(self, raw: bytes, headers: dict[str, str]) -> None:
+                time.sleep(stand_in.delay)
+                if stand_in.status is not None:  # an outage answers reports as it answers statuses
+                    return self._answer(stand_in.status, stand_in.reply or "")
+                lower = {k.lower(): v for k, v in headers.items()}
+                refused = stand_in.insights.refuse(
+                    self.command, self.path, raw,
+                    authorized=lower.get("authorization") == stand_in.auth,
+                    json_body=lower.get("content-type") == "application/json",
+                )  # fmt: skip
+                self._answer(*(refused or stand_in.insights.handle(self.command, self.path, raw)))
+
             def _lookup(self, raw: bytes, headers: dict[str, str]) -> None:
                 problems, key = check_lookup(
                     stand_in.api,
@@ -237,13 +256,14 @@ class StandIn:
                 self.end_headers()
                 self.wfile.write(data)
 
-            do_POST = do_PUT = do_GET = _any
+            do_POST = do_PUT = do_GET = do_DELETE = _any
 
             def log_message(self, *args: object) -> None:
                 pass
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.insights.base = self.url
         self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.02,), daemon=True)
         self.thread.start()
 

@@ -262,6 +262,7 @@ def test_server_body_while_running_has_no_duration_nor_test_results() -> None:
         "description": "build 7 running",
         "buildNumber": "7",
         "ref": "refs/heads/feature/login",
+        "parent": "podci-team/web",
     }
 
 
@@ -276,6 +277,7 @@ def test_server_body_finished_with_junit_counts() -> None:
         "description": "2 of 12 tests failed",
         "buildNumber": "7",
         "ref": "refs/heads/feature/login",
+        "parent": "podci-team/web",
         "duration": 120005,
         "testResults": {"successful": 9, "failed": 2, "skipped": 1},
     }
@@ -291,6 +293,7 @@ def test_server_body_stopped_before_it_started_is_cancelled_without_duration() -
         "description": "superseded by build 8",
         "buildNumber": "7",
         "ref": "refs/heads/topic",  # already a full ref: not prefixed twice
+        "parent": "podci-team/web",
     }
 
 
@@ -363,5 +366,5 @@ def test_server_body_value_types() -> None:
     record = make(S.succeeded, tests=junit(3), started=T0, finished=T0 + timedelta(seconds=1))
     assert _body_types(status.server_body(record, PUBLIC)) == {
         "key": str, "state": str, "name": str, "url": str, "description": str, "buildNumber": str,
-        "ref": str, "duration": int, "testResults": dict,
+        "ref": str, "parent": str, "duration": int, "testResults": dict,
     }  # fmt: skip

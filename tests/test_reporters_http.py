@@ -283,10 +283,11 @@ def test_server_builds_api(stand_ins: list[StandIn]) -> None:
         "key": "podci-web",
         "state": "FAILED",
         "name": "podci web",
-        "url": "https://ci.example.com/builds/b-7",
+        "url": "https://ci.example.com/builds/b-7#failing-tests",
         "description": "2 of 8 tests failed",
         "buildNumber": "7",
         "ref": "refs/heads/feature/login",
+        "parent": "podci-TEAM/web",  # one key for the repository's required-builds merge check
         "duration": 90000,
         "testResults": {"successful": 5, "failed": 2, "skipped": 1},
     }
@@ -522,8 +523,9 @@ def test_server_applies(
 
 def test_make_reporters() -> None:
     reporters = make_reporters(cloud_settings("http://127.0.0.1:9", bitbucket_cloud_token=TOKEN))
-    assert [r.name for r in reporters] == ["bitbucket-cloud", "bitbucket-server", "jenkins-callback"]
-    record = make(callback_url="http://127.0.0.1:9/cb")
+    statuses = ["bitbucket-cloud", "bitbucket-server", "jenkins-callback"]
+    assert [r.name for r in reporters] == [*statuses, "bitbucket-cloud-insights", "bitbucket-server-insights"]
+    record = make(callback_url="http://127.0.0.1:9/cb")  # passed, without a JUnit report: no report
     assert [r.name for r in reporters if r.applies(record)] == ["bitbucket-cloud", "jenkins-callback"]
 
 

@@ -119,7 +119,8 @@ def check_posts(stand_in: StandIn, build: BuildRecord, api: str, final: str) -> 
     states = [seen.body["state"] for seen in stand_in.seen if seen.problems == []]
     assert states == ["INPROGRESS", final], [(s.body, s.problems) for s in stand_in.seen]
     bodies = [seen.body for seen in stand_in.seen]
-    assert all(body["url"] == f"{api}/builds/{build.id}" for body in bodies)
+    # a failed build's final status opens its page at the failing tests
+    assert all(body["url"].removesuffix("#failing-tests") == f"{api}/builds/{build.id}" for body in bodies)
     assert len({body["key"] for body in bodies}) == 1
     assert httpx.get(bodies[-1]["url"]).status_code == 401  # the status links to a page behind a login
     page = httpx.get(bodies[-1]["url"], headers={"Authorization": f"Bearer {UI_TOKEN}"})
@@ -250,3 +251,94 @@ def test_a_report_lock_left_by_a_killed_worker_is_waited_out_not_a_minute_more(s
         assert resend_reports(app, proc, grace=3) == 1  # lock gone: the report goes again
     finally:
         proc.store.redis.flushdb()
+
+
+# --- Code Insights: a report and an annotation per failed test, replaced by a rebuild -----------------
+
+JUNIT_POD = "containers:\n  - name: tests\n    image: none\n    command: [sleep, infinity]\n"
+FIRST_RUN = """<testsuite tests="3">
+<testcase classname="tests.test_counter.Counter" name="test_adds">
+<failure message="2 != 3">Traceback (most recent call last):
+  File "/workspace/tests/test_counter.py", line 12, in test_adds
+    self.assertEqual(add(1, 1), 3)
+AssertionError: 2 != 3</failure></testcase>
+<testcase classname="tests.test_counter.Counter" name="test_resets" file="tests/test_counter.py" line="20">
+<failure message="counter is 1 after reset"/></testcase>
+<testcase classname="tests.test_counter.Counter" name="test_ok"/></testsuite>"""
+SECOND_RUN = """<testsuite tests="3"><testcase classname="tests.test_counter.Counter" name="test_adds"/>
+<testcase classname="tests.test_counter.Counter" name="test_resets" file="tests/test_counter.py" line="20">
+<failure message="counter is 1 after reset"/></testcase>
+<testcase classname="tests.test_counter.Counter" name="test_ok"/></testsuite>"""
+
+
+def junit_files(flag: Path) -> dict[str, str]:
+    """Two failing tests, then (once `flag` exists: a retry of the same commit) one."""
+    command = f"if [ -f {flag} ]; then cp second.xml report.xml; else cp first.xml report.xml; fi; exit 1"
+    config = (
+        f'test:\n  container: tests\n  command: "{command}"\n  junit: report.xml\nsetup:\n  ready: true\n'
+    )
+    return {".podci.yml": config, ".podci/pod.yaml": JUNIT_POD, "first.xml": FIRST_RUN,
+            "second.xml": SECOND_RUN}  # fmt: skip
+
+
+def the_report(stand_in: StandIn, sha: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    [(commit, key)] = [where for where in stand_in.insights.reports if where[0] == sha]
+    report = stand_in.insights.report(commit, key)
+    assert report is not None
+    return report, stand_in.insights.notes(commit, key)
+
+
+def counts(report: dict[str, Any]) -> dict[str, Any]:
+    return {d["title"]: d["value"] for d in report["data"] if d["type"] == "NUMBER"}
+
+
+def test_a_failing_build_leaves_a_report_with_an_annotation_per_failed_test_and_a_retry_replaces_it(
+    stack: Stack,
+) -> None:
+    flag = stack.tmp / "second-run"
+    sha = stack.repo.branch("insights", junit_files(flag))
+    stack.cloud.path = f"/2.0/repositories/team/webapp/commit/{sha}/statuses/build"
+    headers = {"X-Event-Key": "pullrequest:created", "X-Request-UUID": "e2e-insights"}
+    reply = post(stack.api, cloud_pr(stack, "insights", sha), headers, secret=WEBHOOK_SECRET)
+    assert reply.status_code == 202, reply.text
+    first = reported(stack.store, reply.json()["build_id"], "bitbucket-cloud-insights", "report FAILED 2/3")
+    report, notes = the_report(stack.cloud, sha)
+    assert report["result"] == "FAILED" and counts(report) == {"Tests": 3, "Failed": 2, "Skipped": 0,
+                                                               "Pod attempts": 1}  # fmt: skip
+    assert sorted((n["path"], n.get("line")) for n in notes) == [
+        ("tests/test_counter.py", 12),  # from the traceback
+        ("tests/test_counter.py", 20),  # from the JUnit attributes
+    ]
+    assert all(n["link"] == f"{stack.api}/builds/{first.id}#failing-tests" for n in notes)
+
+    flag.write_text("the retry sees one failure\n")
+    retried = httpx.post(
+        f"{stack.api}/builds/{first.id}/retry", headers={"Authorization": f"Bearer {UI_TOKEN}"}
+    )
+    assert retried.status_code == 303, retried.text
+    reported(stack.store, retried.json()["build_id"], "bitbucket-cloud-insights", "report FAILED 1/3")
+    report, notes = the_report(stack.cloud, sha)  # the same commit and job: the same report, replaced
+    assert counts(report)["Failed"] == 1
+    assert [n["summary"] for n in notes] == [
+        "tests.test_counter.Counter.test_resets failed: counter is 1 after reset"
+    ]
+    assert all(call.problems == [] for call in stack.cloud.insights.seen)
+
+
+def test_bitbucket_server_gets_the_report_and_a_status_for_required_builds(stack: Stack) -> None:
+    sha = stack.repo.branch("server-insights", junit_files(stack.tmp / "never"))
+    stack.server.path = f"/rest/api/latest/projects/TEAM/repos/webapp/commits/{sha}/builds"
+    stack.server.seen.clear()
+    body = server_pr("pr:opened", 32, stack.repo, "server-insights", sha, stack.url)
+    reply = post(stack.api, body, {"X-Event-Key": "pr:opened", "X-Request-Id": "e2e-server-insights"},
+                 secret=WEBHOOK_SECRET)  # fmt: skip
+    assert reply.status_code == 202, reply.text
+    reported(stack.store, reply.json()["build_id"], "bitbucket-server-insights", "report FAIL 2/3")
+    report, notes = the_report(stack.server, sha)
+    assert report["result"] == "FAIL" and counts(report)["Failed"] == 2
+    assert sorted(n["line"] for n in notes) == [12, 20] and all(n["type"] == "BUG" for n in notes)
+    reported(stack.store, reply.json()["build_id"], "bitbucket-server", "FAILED")
+    statuses = [s.body for s in stack.server.seen if s.problems == []]
+    assert {(s["ref"], s["parent"]) for s in statuses} == {
+        ("refs/heads/server-insights", "podci-TEAM/webapp")
+    }

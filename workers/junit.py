@@ -14,6 +14,7 @@ from defusedxml import ElementTree
 MAX_FAILURES = 50
 MAX_MESSAGE = 2000
 MAX_TEXT = 4000
+MAX_PATH = 1000
 
 
 class JUnitError(ValueError):
@@ -28,6 +29,9 @@ class JUnitSummary:
     failures: list[tuple[str, str]] = field(default_factory=list)  # (name, message)
     # The failure's body (pytest and Surefire put the traceback there), by the failure's index.
     texts: list[str] = field(default_factory=list)
+    # The testcase's `file` and `line` attributes (pytest's xunit1 family, Surefire with trimStackTrace
+    # off...), by the failure's index: where a code review annotation goes.
+    places: list[tuple[str, int | None]] = field(default_factory=list)
 
 
 def _case_name(case: Element) -> str:
@@ -44,6 +48,11 @@ def _text(problem: Element) -> str:
     return (problem.text or "").strip()[:MAX_TEXT]
 
 
+def _place(case: Element) -> tuple[str, int | None]:
+    line = case.get("line", "")
+    return (case.get("file") or "")[:MAX_PATH], int(line) if line.isdigit() else None
+
+
 def parse_junit(data: bytes) -> JUnitSummary:
     try:
         root = ElementTree.fromstring(data)
@@ -54,6 +63,7 @@ def parse_junit(data: bytes) -> JUnitSummary:
     total = failed = skipped = 0
     failures: list[tuple[str, str]] = []
     texts: list[str] = []
+    places: list[tuple[str, int | None]] = []
     for case in root.iter("testcase"):
         total += 1
         problem = case.find("failure")
@@ -64,6 +74,7 @@ def parse_junit(data: bytes) -> JUnitSummary:
             if len(failures) < MAX_FAILURES:
                 failures.append((_case_name(case), _message(problem)))
                 texts.append(_text(problem))
+                places.append(_place(case))
         elif case.find("skipped") is not None:
             skipped += 1
-    return JUnitSummary(total, failed, skipped, failures, texts)
+    return JUnitSummary(total, failed, skipped, failures, texts, places)

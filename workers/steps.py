@@ -227,11 +227,14 @@ def _junit(rt: Runtime, ctx: BuildContext) -> dict[str, Any]:
         log.warning("build=%s %s", ctx.build_id, exc)
         return {}
     texts = summary.texts[:FAILURES_WITH_TEXT]
+    places = summary.places
     failures = [
         TestCaseFailure(
             name=name[:FAILURE_NAME_MAX],
             message=message[:FAILURE_MESSAGE_MAX],
             text=texts[index][:FAILURE_TEXT_MAX] if index < len(texts) else "",
+            file=places[index][0] if index < len(places) else "",
+            line=places[index][1] if index < len(places) else None,
         )
         for index, (name, message) in enumerate(summary.failures[:FAILURES_KEPT])
     ]

@@ -75,7 +75,18 @@ def status_key(job: str) -> str:
 
 def server_key(job: str) -> str:
     """The Server/DC key: readable up to 255 characters; beyond, 222 characters, `/`, and the md5 of all."""
-    key = f"podci-{job}"
+    return _server_shortened(f"podci-{job}")
+
+
+def parent_key(repo: str) -> str:
+    """The Server/DC `parent`: one key for every job of the repository (each pull request and branch is
+    a job of its own, with a key of its own, so no merge check could name those). Bitbucket DC's
+    required-builds merge check matches the key it is given against a status's `parent` as well as its
+    `key`, so an admin requires `podci-PROJECT/repo` once and every pull request's build satisfies it."""
+    return _server_shortened(f"podci-{repo}")
+
+
+def _server_shortened(key: str) -> str:
     if len(key) <= SERVER_KEY_MAX:
         return key
     return f"{key[:_SERVER_KEY_HEAD]}/{_md5(key)}"
@@ -180,7 +191,8 @@ def cloud_body(record: BuildRecord, public_url: str) -> dict[str, Any]:
 
 
 def server_body(record: BuildRecord, public_url: str) -> dict[str, Any]:
-    """The JSON for the Server/DC builds API; `duration` and `testResults` only when they are known."""
+    """The JSON for the Server/DC builds API; `duration` and `testResults` only when they are known.
+    `ref` (the source branch) and `parent` are what the required-builds merge check matches on."""
     body: dict[str, Any] = {
         "key": server_key(record.job),
         "state": state_for(record.state, "server"),
@@ -189,6 +201,7 @@ def server_body(record: BuildRecord, public_url: str) -> dict[str, Any]:
         "description": description(record),
         "buildNumber": str(record.number),
         "ref": _ref(record),
+        "parent": parent_key(record.request.repo),
     }
     if record.state.final and record.started is not None and record.finished is not None:
         body["duration"] = max(0, int((record.finished - record.started).total_seconds() * 1000))
