@@ -14,6 +14,10 @@ from defusedxml import ElementTree
 MAX_FAILURES = 50
 MAX_MESSAGE = 2000
 MAX_TEXT = 4000
+# Every passed and failed test's name goes to the repository's test history (`store/flaky.py`); a
+# report naming more tests than this has its first ones recorded, so one report cannot fill Redis.
+MAX_OUTCOMES = 10_000
+MAX_NAME = 500
 
 
 class JUnitError(ValueError):
@@ -28,6 +32,9 @@ class JUnitSummary:
     failures: list[tuple[str, str]] = field(default_factory=list)  # (name, message)
     # The failure's body (pytest and Surefire put the traceback there), by the failure's index.
     texts: list[str] = field(default_factory=list)
+    # (name, passed) of the first MAX_OUTCOMES tests that ran (skipped ones did not), names cut to
+    # MAX_NAME: what the test history learns from this run.
+    outcomes: list[tuple[str, bool]] = field(default_factory=list)
 
 
 def _case_name(case: Element) -> str:
@@ -54,6 +61,7 @@ def parse_junit(data: bytes) -> JUnitSummary:
     total = failed = skipped = 0
     failures: list[tuple[str, str]] = []
     texts: list[str] = []
+    outcomes: list[tuple[str, bool]] = []
     for case in root.iter("testcase"):
         total += 1
         problem = case.find("failure")
@@ -66,4 +74,7 @@ def parse_junit(data: bytes) -> JUnitSummary:
                 texts.append(_text(problem))
         elif case.find("skipped") is not None:
             skipped += 1
-    return JUnitSummary(total, failed, skipped, failures, texts)
+            continue
+        if len(outcomes) < MAX_OUTCOMES:
+            outcomes.append((_case_name(case)[:MAX_NAME], problem is None))
+    return JUnitSummary(total, failed, skipped, failures, texts, outcomes)
