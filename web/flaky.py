@@ -16,7 +16,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
-from store.flaky import FlakyTest, TestHistory
+from store.flaky import FlakyTest, OutcomeHistory
 
 Render = Callable[..., HTMLResponse]
 
@@ -40,7 +40,7 @@ def as_json(test: FlakyTest) -> dict[str, Any]:
 
 def add_flaky_route(
     router: APIRouter,
-    history: TestHistory,
+    history: OutcomeHistory,
     may_read: Callable[[Request, str], bool],
     login_required: Callable[[Request], Response],
     render: Render,

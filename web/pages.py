@@ -33,7 +33,7 @@ from schemas.action import may_cancel, retry_refusal
 from schemas.public import Redactor
 from schemas.record import BuildRecord, BuildState, TestCaseFailure, utcnow
 from store.builds import BuildStore
-from store.flaky import TestHistory
+from store.flaky import OutcomeHistory
 from store.logstore import LogStore, LogStoreUnavailable
 from web.access import COOKIE, Access
 from web.failures import Excerpt, find_failure
@@ -353,7 +353,7 @@ def make_router(
     def may_read_repo(request: Request, repo: str) -> bool:
         return access.may_read(reader(request), repo)
 
-    history = TestHistory(store.redis, store.retention)
+    history = OutcomeHistory(store.redis, store.retention)
     add_live_route(router, store, may_read, login_required, redactor)
     add_flaky_route(router, history, may_read_repo, login_required, render, wants_json)
     return router

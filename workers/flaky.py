@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from schemas.record import BuildRecord, TestResult
 from schemas.repo_config import RepoConfig
-from store.flaky import RunFacts, TestHistory
+from store.flaky import OutcomeHistory, RunFacts
 from store.flaky_rule import RERUN, Flakiness
 from workers.junit import JUnitSummary
 
@@ -28,7 +28,7 @@ def facts(record: BuildRecord, rerun: bool = False) -> RunFacts:
 
 
 def remember(
-    history: TestHistory,
+    history: OutcomeHistory,
     record: BuildRecord,
     outcomes: list[tuple[str, bool]],
     now: float,

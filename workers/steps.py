@@ -29,7 +29,7 @@ from schemas.record import (
 from schemas.repo_config import RepoConfig
 from schemas.settings import Settings
 from schemas.urls import clone_url_problem
-from store.flaky import TestHistory
+from store.flaky import OutcomeHistory
 from store.live import LiveLogs
 from store.logstore import LogStore, LogStoreUnavailable
 from workers import flaky, gitops
@@ -66,7 +66,7 @@ class Runtime:
     backend: ClusterBackend
     logs: LogStore
     live: LiveLogs | None = None  # where the running tests' output is asked to be followed
-    history: TestHistory | None = None  # the repositories' test outcomes (flaky tests)
+    history: OutcomeHistory | None = None  # the repositories' test outcomes (flaky tests)
 
     def checkout_dir(self, record: BuildRecord) -> Path:
         """The worker's merge of the build's code, kept until teardown (relaunched pods need it)."""
