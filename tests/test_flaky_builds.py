@@ -126,6 +126,7 @@ def test_a_test_that_failed_then_passed_on_one_commit_is_listed_and_noted(
     assert [(t["name"], t["note"], t["builds"]) for t in tests] == [
         (FLAKY_NAME, "flaky: 1 of the last 2 runs failed", [second.id, first.id])
     ]
+    assert tests[0]["links"] == [f"../../builds/{second.id}", f"../../builds/{first.id}"]
     html = pages.get(url, headers={"Authorization": f"Bearer {TOKEN}"}).text
     assert "1 of the last 2 runs failed" in html and f'href="../../builds/{first.id}"' in html
     assert "flaky[&lt;b&gt;&#34;x&#34;]" in html and "<b>" not in html

@@ -127,3 +127,14 @@ def test_which_failures_run_again(
     config: RepoConfig, outcome: Outcome, report: JUnitSummary | None, expected: list[str] | None
 ) -> None:
     assert rerun_tests(config, outcome, report) == expected
+
+
+@pytest.mark.parametrize(
+    ("repo", "path", "builds"),
+    [("webapp", "webapp", "../../builds/"), ("team/webapp", "team/webapp", "../../../builds/"),
+     ("team/we b#1", "team/we%20b%231", "../../../builds/")],
+)  # fmt: skip
+def test_flaky_page_paths(repo: str, path: str, builds: str) -> None:
+    from web.flaky import repo_path, to_builds
+
+    assert (repo_path(repo), to_builds(repo)) == (path, builds)

@@ -26,7 +26,12 @@ def repo_path(repo: str) -> str:
     return "/".join(quote(part, safe="") for part in repo.split("/"))
 
 
-def as_json(test: FlakyTest) -> dict[str, Any]:
+def to_builds(repo: str) -> str:
+    """The relative way from `/repos/{repo}/flaky` to `/builds/`, whatever prefix the site is under."""
+    return "../" * (repo.count("/") + 2) + "builds/"
+
+
+def as_json(test: FlakyTest, builds_path: str) -> dict[str, Any]:
     verdict = test.flakiness
     return {
         "name": test.name,
@@ -35,6 +40,7 @@ def as_json(test: FlakyTest) -> dict[str, Any]:
         "note": verdict.note,
         "last_flake": datetime.fromtimestamp(verdict.last_flake, UTC).isoformat(),
         "builds": list(verdict.builds),
+        "links": [builds_path + quote(build, safe="") for build in verdict.builds],
     }
 
 
@@ -52,6 +58,6 @@ def add_flaky_route(
             return login_required(request)
         tests = history.flaky_tests(repo, time.time())
         if wants_json(request):
-            return JSONResponse({"repo": repo, "tests": [as_json(t) for t in tests]})
+            return JSONResponse({"repo": repo, "tests": [as_json(t, to_builds(repo)) for t in tests]})
         rows = [(t, datetime.fromtimestamp(t.flakiness.last_flake, UTC)) for t in tests]
         return render(request, "flaky.html", title=f"Flaky tests of {repo}", repo=repo, rows=rows)
