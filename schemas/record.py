@@ -78,6 +78,19 @@ class TestCaseFailure(BaseModel):
     line: int | None = None  # and its `line` attribute
     message: str = ""
     text: str = ""  # the failure element's body (a traceback), for the first failures only
+    # Set when this test is known to be flaky in the repository (it failed and passed on one commit
+    # lately): "flaky: 3 of the last 20 runs failed". Pages and annotations show it beside the failure.
+    flaky_note: str = ""
+
+
+class Rerun(BaseModel):
+    """The failed tests run once more (`.podci.yml` `flaky: {rerun: 1}`), all known to be flaky.
+    Kept in the record before the rerun starts, so a look that runs twice never parses the rerun's
+    report as the first run's."""
+
+    tests: list[str]
+    exit_code: int | None = None  # None while the rerun has not finished
+    log_path: str = ""
 
 
 class TestResult(BaseModel):
@@ -89,6 +102,7 @@ class TestResult(BaseModel):
     failed: int | None = None
     skipped: int | None = None
     failures: list[TestCaseFailure] = []
+    rerun: Rerun | None = None
 
 
 class PodAttempt(BaseModel):
@@ -128,6 +142,9 @@ class BuildRecord(BaseModel):
         default={}, description="container (and `tests`) -> log file, kept after teardown"
     )
     log_dir: str = ""
+    # What passed but deserves a look: "passed only on rerun: ..." (a build whose only failures were
+    # known-flaky tests that passed when run again). Shown on the page; empty in older records.
+    warnings: list[str] = []
     cancel_requested: bool = False
     cancel_reason: str = ""
     approved_by: str = Field(

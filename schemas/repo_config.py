@@ -7,6 +7,7 @@ here; everything else is kept as given and checked against the official schema b
 from __future__ import annotations
 
 import re
+import shlex
 from typing import Any, Literal
 
 from pydantic import (
@@ -27,13 +28,55 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+TESTS_PLACEHOLDER = "{tests}"
+
+
 class TestSpec(_Strict):
     container: str = Field(description="the pod template container the tests run in")
     command: str | list[str] = Field(description="a string is run with `sh -c` inside the container")
     junit: str | None = Field(default=None, description="JUnit XML path, relative to the workspace")
+    rerun: list[str] | None = Field(
+        default=None,
+        description="how to run chosen tests again: an argument list (a string is split as a shell "
+        "would, but never run by one) with one item `{tests}`, replaced by the tests' JUnit names",
+    )
+
+    @field_validator("rerun", mode="before")
+    @classmethod
+    def _rerun_words(cls, rerun: Any) -> Any:
+        if isinstance(rerun, str):
+            try:
+                return shlex.split(rerun)
+            except ValueError as exc:
+                raise ValueError(f"cannot be split into arguments: {exc}") from None
+        return rerun
+
+    @field_validator("rerun")
+    @classmethod
+    def _one_placeholder(cls, rerun: list[str] | None) -> list[str] | None:
+        if rerun is not None and rerun.count(TESTS_PLACEHOLDER) != 1:
+            raise ValueError(
+                f"must hold `{TESTS_PLACEHOLDER}` exactly once, as an argument of its own "
+                f"(e.g. `python -m unittest {TESTS_PLACEHOLDER}`): the failed tests' names go there"
+            )
+        return rerun
 
     def argv(self) -> list[str]:
         return ["sh", "-c", self.command] if isinstance(self.command, str) else list(self.command)
+
+    def rerun_argv(self, tests: list[str]) -> list[str]:
+        """The rerun command with each test name as an argument of its own (no shell sees them)."""
+        argv: list[str] = []
+        for word in self.rerun or []:
+            argv.extend(tests if word == TESTS_PLACEHOLDER else [word])
+        return argv
+
+
+class FlakySpec(_Strict):
+    """`rerun: 1`: a build whose only failed tests are known to be flaky runs them once more
+    (`test.rerun` says how); when they pass, the build succeeds with a warning."""
+
+    rerun: Literal[0, 1] = 0
 
 
 class SetupSpec(_Strict):
@@ -77,6 +120,16 @@ class RepoConfig(_Strict):
     timeouts: Timeouts = Timeouts()
     max_attempts: int = Field(default=3, ge=1, le=10)
     volume: VolumeSpec = VolumeSpec()
+    flaky: FlakySpec = FlakySpec()
+
+    @model_validator(mode="after")
+    def _rerun_has_command(self) -> RepoConfig:
+        if self.flaky.rerun and self.test.rerun is None:
+            raise ValueError(
+                "`flaky.rerun: 1` needs `test.rerun`, the command that runs chosen tests, with "
+                "`{tests}` where their names go (e.g. `python -m unittest {tests}`)"
+            )
+        return self
 
 
 # --- pod template -------------------------------------------------------------------------------------

@@ -97,6 +97,25 @@ def live_claim(build_id: str) -> str:
     return f"{PREFIX}:lock:live:{build_id}"
 
 
+# --- test history and flaky tests (store/flaky.py) ---------------------------------------------------
+def test_runs(repo: str, test: str) -> str:
+    """zset: one test's last outcomes in a repository, member `{run}:{p|f}` (`run`: the build id, or
+    `{build}#rerun` for its rerun), score the build's creation time; the last `flaky.KEEP_RUNS` are kept."""
+    return f"{PREFIX}:tests:{repo}:runs:{test}"
+
+
+def test_builds(repo: str) -> str:
+    """zset: the builds whose outcomes a repository's history holds, member `{build} {source} {merge}`
+    (the commits, 12 characters each), score its creation time: what "the same commit" is judged by."""
+    return f"{PREFIX}:tests:{repo}:builds"
+
+
+def test_failures(repo: str) -> str:
+    """zset: a repository's tests that failed lately, member the test's name, score its last failure:
+    the only tests that can be flaky, so the flaky list reads these histories and no others."""
+    return f"{PREFIX}:tests:{repo}:failed"
+
+
 # --- reports (workers/notify.py) -----------------------------------------------------------------------
 def report_lock(build_id: str, reporter: str) -> str:
     """lock: one post at a time per (build, reporter)."""

@@ -51,3 +51,23 @@ def test_a_failure_keeps_its_body_apart_from_its_message() -> None:
     """The message is one line for lists; the body (the traceback) is what the build page shows."""
     assert parse_junit(PYTEST).texts == ["Traceback ..."]
     assert parse_junit(SUREFIRE).texts == ["refused"]
+
+
+@pytest.mark.parametrize(
+    ("data", "outcomes"),
+    [(PYTEST, [("tests.test_counter.test_ok", True), ("tests.test_counter.test_bad", False)]),
+     (SUREFIRE, [("com.acme.AppTest.boots", True), ("com.acme.AppTest.talks", False)]),
+     (b"<testsuites/>", [])],
+)  # fmt: skip
+def test_outcomes_name_passed_and_failed_tests_but_not_skipped(data: bytes, outcomes: list) -> None:  # type: ignore[type-arg]
+    assert parse_junit(data).outcomes == outcomes
+
+
+def test_outcomes_are_bounded() -> None:
+    from workers.junit import MAX_NAME, MAX_OUTCOMES
+
+    cases = "".join(f'<testcase name="{"n" * 600}{i}"/>' for i in range(MAX_OUTCOMES + 5))
+    summary = parse_junit(f"<testsuite>{cases}</testsuite>".encode())
+    assert summary.total == MAX_OUTCOMES + 5
+    assert len(summary.outcomes) == MAX_OUTCOMES
+    assert all(len(name) == MAX_NAME for name, _ in summary.outcomes)

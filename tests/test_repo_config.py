@@ -138,3 +138,42 @@ def test_load_missing_file_names_it(config: str | None, files: dict[str, str], n
     with pytest.raises(ConfigError, match=r"does not exist|has no") as err:
         load(config, files.get)
     assert needle in str(err.value)
+
+
+RERUN_TEST = "test: {container: app, command: make test, rerun: 'python -m unittest -v {tests}'}\n"
+RERUN_LIST = "test: {container: app, command: x, rerun: [pytest, '{tests}', -q]}"
+TWICE = "test: {container: app, command: x, rerun: 'pytest {tests} {tests}'}"
+
+
+@pytest.mark.parametrize(
+    ("text", "field", "expected"),
+    [(TEST, "flaky.rerun", 0),
+     (RERUN_TEST + "flaky: {rerun: 1}", "flaky.rerun", 1),
+     (RERUN_TEST, "test.rerun", ["python", "-m", "unittest", "-v", "{tests}"]),
+     (RERUN_LIST, "test.rerun", ["pytest", "{tests}", "-q"])],
+)  # fmt: skip
+def test_flaky_config(text: str, field: str, expected: Any) -> None:
+    assert attrgetter(field)(parse_config(text)) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "needles"),
+    [(TEST + "flaky: {rerun: 2}", ["`flaky.rerun`", "0 or 1"]),
+     (TEST + "flaky: {rerun: 1}", ["`flaky.rerun: 1` needs `test.rerun`", "{tests}"]),
+     (TEST + "flaky: {rerun: 1, times: 3}", ["`flaky.times`"]),
+     ("test: {container: app, command: x, rerun: pytest}", ["`test.rerun`", "`{tests}` exactly once"]),
+     (TWICE, ["`test.rerun`", "exactly once"]),
+     ("test: {container: app, command: x, rerun: 'pytest -k{tests}'}", ["`test.rerun`", "of its own"]),
+     ("test: {container: app, command: x, rerun: \"pytest '{tests}\"}", ["`test.rerun`", "cannot be split"])],
+)  # fmt: skip
+def test_flaky_config_errors_are_sentences(text: str, needles: list[str]) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text)
+    for needle in needles:
+        assert needle in str(caught.value)
+
+
+def test_rerun_argv_puts_each_name_in_an_argument_of_its_own() -> None:
+    spec = parse_config(RERUN_TEST).test
+    names = ["app.T.a; rm -rf /", "app.T.$(b)"]
+    assert spec.rerun_argv(names) == ["python", "-m", "unittest", "-v", *names]

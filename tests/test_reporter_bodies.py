@@ -45,6 +45,7 @@ def make(
     repo: str = "team/web",
     started: datetime | None = None,
     finished: datetime | None = None,
+    warnings: list[str] | None = None,
 ) -> BuildRecord:
     request = BuildRequest(
         job=job[:200], repo=repo, source=Revision(clone_url="/srv/web", ref=ref, commit=commit),
@@ -53,7 +54,7 @@ def make(
     return BuildRecord(
         id="b-7", job=job, number=number, name=f"{job[:50]}-{number}", request=request,
         steps=[StepRecord(name="checkout")], state=state, reason=reason, tests=tests, started=started,
-        finished=finished,
+        finished=finished, warnings=warnings or [],
     )  # fmt: skip
 
 
@@ -150,6 +151,9 @@ def test_every_state_maps_into_the_set_the_api_accepts(api: Api) -> None:
         (make(S.succeeded, tests=junit(1)), "1 test passed"),
         (make(S.succeeded, tests=junit(None, None, None)), "tests passed"),  # no JUnit report
         (make(S.succeeded), "tests passed"),
+        (make(S.succeeded, warnings=["passed only on rerun: 1 known-flaky test(s) failed, then passed run "
+                                     "again: t.a"]),
+         "tests passed; passed only on rerun: 1 known-flaky test(s) failed, then passed run again: t.a"),
         (make(S.failed, reason="tests failed with exit code 1", tests=junit(12, 2)), "2 of 12 tests failed"),
         (make(S.failed, reason="tests failed with exit code 1", tests=junit(1, 1)), "1 of 1 test failed"),
         # a non-zero exit without JUnit failures: the counts would say nothing useful

@@ -33,9 +33,11 @@ from schemas.action import may_cancel, retry_refusal
 from schemas.public import Redactor
 from schemas.record import BuildRecord, BuildState, TestCaseFailure, utcnow
 from store.builds import BuildStore
+from store.flaky import OutcomeHistory
 from store.logstore import LogStore, LogStoreUnavailable
 from web.access import COOKIE, Access
 from web.failures import Excerpt, find_failure
+from web.flaky import add_flaky_route, repo_path
 from web.links import build_links
 from web.live import add_live_route
 from web.present import LOOKS, attempt_end, clip, pod_fact, reporting, service_fact
@@ -169,6 +171,7 @@ def make_env(csrf_token: Callable[[Request], str]) -> Environment:
     env.filters["segment"] = lambda value: quote(value, safe="")  # one path segment: a build id
     env.filters["clip"] = clip
     env.filters["log_href"] = log_href
+    env.filters["repo_path"] = repo_path
     env.globals["looks"] = LOOKS
     # The merge hook: the action routes set this to theirs, and each action form sends its answer as
     # the hidden field `csrf` (an empty answer: no field).
@@ -347,5 +350,10 @@ def make_router(
         repo = record.request.repo if record else ""
         return access.may_read(who, repo) and not (who is None and record is None)
 
+    def may_read_repo(request: Request, repo: str) -> bool:
+        return access.may_read(reader(request), repo)
+
+    history = OutcomeHistory(store.redis, store.retention)
     add_live_route(router, store, may_read, login_required, redactor)
+    add_flaky_route(router, history, may_read_repo, login_required, render, wants_json)
     return router

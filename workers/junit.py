@@ -15,6 +15,10 @@ MAX_FAILURES = 50
 MAX_MESSAGE = 2000
 MAX_TEXT = 4000
 MAX_PATH = 1000
+# Every passed and failed test's name goes to the repository's test history (`store/flaky.py`); a
+# report naming more tests than this has its first ones recorded, so one report cannot fill Redis.
+MAX_OUTCOMES = 10_000
+MAX_NAME = 500
 
 
 class JUnitError(ValueError):
@@ -32,6 +36,9 @@ class JUnitSummary:
     # The testcase's `file` and `line` attributes (pytest's xunit1 family, Surefire with trimStackTrace
     # off...), by the failure's index: where a code review annotation goes.
     places: list[tuple[str, int | None]] = field(default_factory=list)
+    # (name, passed) of the first MAX_OUTCOMES tests that ran (skipped ones did not), names cut to
+    # MAX_NAME: what the test history learns from this run.
+    outcomes: list[tuple[str, bool]] = field(default_factory=list)
 
 
 def _case_name(case: Element) -> str:
@@ -64,6 +71,7 @@ def parse_junit(data: bytes) -> JUnitSummary:
     failures: list[tuple[str, str]] = []
     texts: list[str] = []
     places: list[tuple[str, int | None]] = []
+    outcomes: list[tuple[str, bool]] = []
     for case in root.iter("testcase"):
         total += 1
         problem = case.find("failure")
@@ -77,4 +85,7 @@ def parse_junit(data: bytes) -> JUnitSummary:
                 places.append(_place(case))
         elif case.find("skipped") is not None:
             skipped += 1
-    return JUnitSummary(total, failed, skipped, failures, texts, places)
+            continue
+        if len(outcomes) < MAX_OUTCOMES:
+            outcomes.append((_case_name(case)[:MAX_NAME], problem is None))
+    return JUnitSummary(total, failed, skipped, failures, texts, places, outcomes)

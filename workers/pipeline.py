@@ -61,9 +61,11 @@ class PodLaunched:
 @dataclass(frozen=True)
 class RanTests:
     tests: TestResult
+    warnings: tuple[str, ...] = ()  # added to the record's, once each (a look may run twice)
 
     def apply_to(self, record: BuildRecord) -> None:
         record.tests = self.tests
+        record.warnings += [w for w in self.warnings if w not in record.warnings]
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,10 @@ class Wait:
     budget_left: float | None = None
     sign: str | None = None  # what the answer rested on (`WaitHint`)
     within: float | None = None  # look again by then, whatever wakes it (`WaitHint`)
+    # What the look learned that the next must not learn again (the first test run's result, kept
+    # before a rerun overwrites its report), and whether that next look should come at once.
+    result: StepResult | None = None
+    again: bool = False
 
 
 @dataclass(frozen=True)
@@ -197,6 +203,8 @@ def apply(
     if isinstance(outcome, Wait):
         entry.detail = bounded(outcome.detail, DETAIL_MAX)
         entry.checks += 1
+        if outcome.result is not None:
+            outcome.result.apply_to(record)
         return
     if isinstance(outcome, Relaunch):
         _relaunch(record, outcome)

@@ -7,6 +7,7 @@ import os
 from schemas.settings import Settings
 from store.builds import BuildStore
 from store.connection import connect_to
+from store.flaky import OutcomeHistory
 from store.live import LiveLogs
 from store.logstore import open_log_store
 from workers.backends import make_backend
@@ -31,7 +32,8 @@ class ProcessResources:
             self._store = BuildStore(redis, self.settings.retention_seconds)
             logs = open_log_store(self.settings.log_store_url, self.settings.s3_endpoint_url)
             live = LiveLogs(redis, self.settings.retention_seconds)
-            self._runtime = Runtime(self.settings, make_backend(self.settings, redis), logs, live)
+            history = OutcomeHistory(redis, self.settings.retention_seconds)
+            self._runtime = Runtime(self.settings, make_backend(self.settings, redis), logs, live, history)
             self._reporters = {r.name: r for r in make_reporters(self.settings)}
             self._pid = os.getpid()
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -15,16 +16,26 @@ from typing import Any
 
 from schemas.names import attempt_name
 from schemas.public import without_userinfo
-from schemas.record import BuildRecord, BuildState, PodAttempt, Step, TestCaseFailure, TestResult, utcnow
+from schemas.record import (
+    BuildRecord,
+    BuildState,
+    PodAttempt,
+    Rerun,
+    Step,
+    TestCaseFailure,
+    TestResult,
+    utcnow,
+)
 from schemas.repo_config import RepoConfig
 from schemas.settings import Settings
 from schemas.urls import clone_url_problem
+from store.flaky import OutcomeHistory
 from store.live import LiveLogs
 from store.logstore import LogStore, LogStoreUnavailable
-from workers import gitops
+from workers import flaky, gitops
 from workers.backends.base import BuildContext, ClusterBackend
 from workers.errors import PodLost, TransientError
-from workers.junit import JUnitError, parse_junit
+from workers.junit import JUnitError, JUnitSummary, parse_junit
 from workers.live import source_of
 from workers.logfiles import tail
 from workers.pipeline import (
@@ -55,6 +66,7 @@ class Runtime:
     backend: ClusterBackend
     logs: LogStore
     live: LiveLogs | None = None  # where the running tests' output is asked to be followed
+    history: OutcomeHistory | None = None  # the repositories' test outcomes (flaky tests)
 
     def checkout_dir(self, record: BuildRecord) -> Path:
         """The worker's merge of the build's code, kept until teardown (relaunched pods need it)."""
@@ -173,6 +185,8 @@ def wait_setup(rt: Runtime, record: BuildRecord) -> Outcome:
 
 
 def run_tests(rt: Runtime, record: BuildRecord) -> Outcome:
+    if record.tests is not None and record.tests.rerun is not None:
+        return _rerun(rt, record, record.tests)
     ctx = rt.context(record)
     try:
         rt.backend.start_tests(ctx)
@@ -182,21 +196,58 @@ def run_tests(rt: Runtime, record: BuildRecord) -> Outcome:
     if status is None:
         if rt.live is not None:  # a worker's follower thread takes it from here (`workers/live.py`)
             rt.live.want(ctx.build_id, source_of(ctx))
-        budget = ctx.config.timeouts.tests
-        so_far = waited(record, Step.run_tests, utcnow())
-        if so_far > budget:
-            return Stop(BuildState.error, f"the tests did not finish within {budget:g} s")
-        return _wait(rt, ctx, "tests running", budget - so_far)
+        return _tests_running(rt, ctx, record, "tests running")
+    summary = _junit_summary(rt, ctx)
     result = TestResult(
         exit_code=status.exit_code,
         log_path=_store_test_log(rt, ctx, status.log_path),
         log_tail=tail(status.log_path, rt.settings.log_tail_lines, rt.settings.secret_values()),
-        **_junit(rt, ctx),
+        **_junit(summary),
     )
+    if rt.history is not None and summary is not None:
+        result = flaky.with_notes(result, flaky.remember(rt.history, record, summary.outcomes, time.time()))
     if status.exit_code == 0:
         return Done("tests passed", RanTests(result))
     reason = status.reason or f"tests failed with exit code {status.exit_code}"
+    again = flaky.rerun_tests(ctx.config, result, summary)
+    if again is not None and not rt.backend.can_rerun:
+        warning = flaky.unsupported_warning(rt.backend.name)
+        return Stop(BuildState.failed, reason, RanTests(result, (warning,)))
+    if again is not None:
+        # Kept in the record before the rerun starts: its report may overwrite this run's.
+        kept = result.model_copy(update={"rerun": Rerun(tests=again)})
+        detail = f"rerunning {len(again)} known-flaky test(s)"
+        return Wait(detail, within=1.0, result=RanTests(kept), again=True)
     return Stop(BuildState.failed, reason, RanTests(result))
+
+
+def _tests_running(rt: Runtime, ctx: BuildContext, record: BuildRecord, detail: str) -> Outcome:
+    budget = ctx.config.timeouts.tests
+    so_far = waited(record, Step.run_tests, utcnow())
+    if so_far > budget:
+        return Stop(BuildState.error, f"the tests did not finish within {budget:g} s")
+    return _wait(rt, ctx, detail, budget - so_far)
+
+
+def _rerun(rt: Runtime, record: BuildRecord, first: TestResult) -> Outcome:
+    """The known-flaky failures run once more. Passing, they make the build succeed with a warning
+    (and count as passes on this commit); failing again, the build fails as it would have."""
+    assert first.rerun is not None
+    ctx, tests = rt.context(record), first.rerun.tests
+    rt.backend.start_rerun(ctx, ctx.config.test.rerun_argv(tests))
+    status = rt.backend.rerun_status(ctx)
+    if status is None:
+        return _tests_running(rt, ctx, record, f"rerunning {len(tests)} known-flaky test(s)")
+    done = first.rerun.model_copy(
+        update={"exit_code": status.exit_code, "log_path": _store_test_log(rt, ctx, status.log_path)}
+    )
+    result = first.model_copy(update={"rerun": done})
+    if status.exit_code != 0:
+        why = f"tests failed with exit code {first.exit_code}; run again, the known-flaky tests failed too"
+        return Stop(BuildState.failed, status.reason or why, RanTests(result))
+    if rt.history is not None:  # only a pass of every test run again is known without a report
+        flaky.remember(rt.history, record, [(name, True) for name in tests], time.time(), rerun=True)
+    return Done("tests passed on rerun", RanTests(result, (flaky.rerun_warning(tests),)))
 
 
 def _store_test_log(rt: Runtime, ctx: BuildContext, path: Path) -> str:
@@ -215,16 +266,22 @@ def _store_test_log(rt: Runtime, ctx: BuildContext, path: Path) -> str:
     return rt.logs.where(ctx.name, name)
 
 
-def _junit(rt: Runtime, ctx: BuildContext) -> dict[str, Any]:
-    """The JUnit report's counts and failures; a missing or broken report only costs the details."""
+def _junit_summary(rt: Runtime, ctx: BuildContext) -> JUnitSummary | None:
+    """The JUnit report, read; a missing or broken report only costs the details."""
     path = ctx.config.test.junit
     data = rt.backend.workspace_file(ctx, path) if path else None
     if data is None:
-        return {}
+        return None
     try:
-        summary = parse_junit(data)
+        return parse_junit(data)
     except JUnitError as exc:
         log.warning("build=%s %s", ctx.build_id, exc)
+        return None
+
+
+def _junit(summary: JUnitSummary | None) -> dict[str, Any]:
+    """The report's counts and failures as the record keeps them (bounded)."""
+    if summary is None:
         return {}
     texts = summary.texts[:FAILURES_WITH_TEXT]
     places = summary.places

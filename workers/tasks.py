@@ -148,6 +148,8 @@ def run_step(app: Celery, proc: ProcessResources, step: Step, build_id: str, seq
         wake_admitted(app, store, moved.request.repo, settings.repo_concurrency)
     elif moved.step is not None and not moved.parked:
         send(app, moved.step, build_id, moved.seq, store=store)
+    elif isinstance(outcome, Wait) and outcome.again:
+        wake(app, store, build_id)  # the look kept what it learned; the next acts on it now
     elif (woken := store.unpark_if_woken(build_id)) is not None:
         send(app, woken[0], build_id, woken[1], store=store)
     return type(outcome).__name__.lower()

@@ -127,6 +127,18 @@ class ClusterBackend(Protocol):
 
     def test_status(self, ctx: BuildContext) -> TestStatus | None: ...
 
+    # Whether `start_rerun` works here; without it a repository's `flaky.rerun` is only a warning.
+    can_rerun: bool
+
+    def start_rerun(self, ctx: BuildContext, argv: list[str]) -> None:
+        """Run `argv` (known-flaky failed tests, again) as the tests ran: same container, same
+        workspace; once per build, like `start_tests`."""
+        ...
+
+    def rerun_status(self, ctx: BuildContext) -> TestStatus | None:
+        """As `test_status`, for the rerun."""
+        ...
+
     def follow_tests(self, ctx: BuildContext, skip: int) -> Iterator[bytes]:
         """The test output of the build's current attempt as it grows, from byte `skip` on (where an
         earlier follower stopped); ends when the tests have (or the pod is gone). For the live log."""

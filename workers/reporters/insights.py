@@ -126,7 +126,7 @@ def summary(failure: TestCaseFailure, limit: int) -> str:
     """The test's name and the first line of its failure; the flaky-test note comes before the
     failure's text, so clipping a long message (or name) never loses it."""
     head = f"{_one_line(failure.name, limit // 2)} failed"  # a long name leaves room for the note
-    note = str(getattr(failure, "flaky_note", "") or "").strip()
+    note = failure.flaky_note.strip()
     if note:
         head += "; " + (note if note.lower().startswith("flaky") else f"flaky: {note}")
     first = _first_line(failure.message or failure.text)

@@ -132,6 +132,8 @@ def description(record: BuildRecord) -> str:
             text = f"{_plural(passed, 'test')} passed" + (f", {skipped} skipped" if skipped else "")
         else:
             text = "tests passed"
+        if record.warnings:  # green, but not quite: a reviewer should see why (a rerun, say)
+            text += f"; {record.warnings[0]}"
     elif (
         state is BuildState.failed
         and tests is not None

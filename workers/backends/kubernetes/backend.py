@@ -221,6 +221,19 @@ class KubernetesBackend:
             raise TransientError(f"starting the tests failed with exit code {code}: {output[-300:]}")
         self.cache.redis.set(marker, "started", ex=_DAY)
 
+    # The tests run through the agent container, which reports one command's end; a second command
+    # in the same pod needs its own report first. Until then `flaky.rerun` is a warning here.
+    can_rerun = False
+    RERUN_UNSUPPORTED = (
+        "rerunning failed tests (`flaky.rerun`) is not supported on the Kubernetes backend yet"
+    )
+
+    def start_rerun(self, ctx: BuildContext, argv: list[str]) -> None:
+        raise PermanentError(self.RERUN_UNSUPPORTED)
+
+    def rerun_status(self, ctx: BuildContext) -> TestStatus | None:
+        raise PermanentError(self.RERUN_UNSUPPORTED)
+
     def test_status(self, ctx: BuildContext) -> TestStatus | None:
         state = self._state(ctx)
         log_path = ctx.log_dir / "tests.log"

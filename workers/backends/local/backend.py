@@ -42,6 +42,7 @@ from workers.logfiles import tail as last_lines
 log = logging.getLogger(__name__)
 _BASE_ENV_KEYS = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ")
 TESTS = "tests"  # the test command's process key; containers are keyed `containers/<name>`
+RERUN = "rerun"  # the rerun of known-flaky failed tests (`.podci.yml` `flaky.rerun`)
 _FOLLOW_EVERY = 0.5  # seconds between two reads of a running test log (the live log)
 _FOLLOW_CHUNK = 64 * 1024
 WATCHER = "watcher"  # the process that wakes the build when its setup is decided (see `watcher`)
@@ -309,16 +310,30 @@ class LocalBackend:
         self._launch(ctx, TESTS, ctx.config.test.argv(), self._env(ctx, container))
 
     def test_status(self, ctx: BuildContext) -> TestStatus | None:
-        code = self._exit_code(ctx.name, TESTS)
+        return self._command_status(ctx, TESTS)
+
+    can_rerun = True
+
+    def start_rerun(self, ctx: BuildContext, argv: list[str]) -> None:
+        """Like the tests: the same container's environment, the workspace, a launcher that wakes."""
+        container = ctx.pod.container(ctx.config.test.container)
+        assert container is not None  # checked when the config was loaded
+        self._launch(ctx, RERUN, argv, self._env(ctx, container))
+
+    def rerun_status(self, ctx: BuildContext) -> TestStatus | None:
+        return self._command_status(ctx, RERUN)
+
+    def _command_status(self, ctx: BuildContext, key: str) -> TestStatus | None:
+        code = self._exit_code(ctx.name, key)
         if code is not None:
-            return TestStatus(code, ctx.log_dir / f"{TESTS}.log")
-        pidfile = self._pidfile(ctx.name, TESTS)
+            return TestStatus(code, ctx.log_dir / f"{key}.log")
+        pidfile = self._pidfile(ctx.name, key)
         if (
             pidfile.exists()
             and not _group_alive(int(pidfile.read_text()))
-            and self._exit_code(ctx.name, TESTS) is None
+            and self._exit_code(ctx.name, key) is None
         ):
-            raise PermanentError("the test process vanished without an exit code (killed from outside?)")
+            raise PermanentError(f"the {key} process vanished without an exit code (killed from outside?)")
         return None
 
     def follow_tests(self, ctx: BuildContext, skip: int) -> Iterator[bytes]:
