@@ -59,3 +59,9 @@ def attempt_name(build: str, attempt: int) -> str:
 def env_suffix(name: str) -> str:
     """Port name -> environment variable suffix: `http-alt` -> `HTTP_ALT`."""
     return re.sub(r"[^A-Za-z0-9]", "_", name).upper()
+
+
+def failure_anchor(index: int) -> str:
+    """The build page's anchor of the record's failed test number `index` (from 0): where an
+    annotation on the pull request links to. By position, not by name: test names hold anything."""
+    return f"test-{index + 1}"

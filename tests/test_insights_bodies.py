@@ -213,7 +213,8 @@ def test_cloud_annotations_one_per_failed_test_placed_or_not() -> None:
     assert [(n.get("path"), n.get("line")) for n in notes] == [("tests/test_counter.py", 12), (None, None)]
     assert notes[0]["summary"] == "tests.test_counter.Counter.test_adds failed: 2 != 3"
     assert notes[1]["summary"] == "a.test_y failed: boom" and notes[1]["details"] == "boom\nmore"
-    assert notes[0]["link"] == "https://ci.example.com/builds/b-7#failing-tests"
+    # each links to the page at its own test
+    assert [n["link"] for n in notes] == [f"https://ci.example.com/builds/b-7#test-{i}" for i in (1, 2)]
     assert notes[0]["annotation_type"] == "BUG" and notes[0]["result"] == "FAILED"
     assert len({n["external_id"] for n in notes}) == 2
     assert annotation_list("cloud", notes)[1] == []

@@ -513,3 +513,49 @@ def test_a_look_that_waits_on_another_worker_s_claim_comes_back_when_it_lapses(k
     hint = backend.wait_hint(ctx)
     assert hint.sign is None and hint.within is not None and 0.5 < hint.within <= 9.5
     assert backend.wait_hint(context(name="k8s-other-1")).sign is None  # a hint is about its own pod
+
+
+def test_a_rerun_is_one_exec_in_the_test_container_with_the_names_as_arguments(
+    kube: Kube, tmp_path: Path
+) -> None:
+    """Known-flaky failures run again while the pod is still there: the tests' names (anything a
+    report says) are arguments after the script, never in it; the exit code and output are the rerun's,
+    kept for the next look, and a look that runs it twice execs once."""
+    from dataclasses import replace
+
+    from dispatch.actions import cancel
+    from workers.backends.kubernetes import backend as backend_module
+    from workers.backends.kubernetes.api import KubeApi
+    from workers.backends.kubernetes.names import RERUN_SCRIPT
+    from workers.backends.kubernetes.watch import PodCache
+
+    name = new_build(kube, "k8s-rerun", test_duration=600)  # the pod stays up while this test runs
+    record = start(kube, name)
+    wait_for(kube.store, record.id, until="run_tests", timeout=90)
+    seen: list[list[str]] = []
+
+    def rerun(call: Any) -> tuple[int, str, str] | None:
+        if call.command[:3] != ["sh", "-c", RERUN_SCRIPT]:
+            return None
+        seen.append(list(call.command))
+        return 3, "rerun says hello\n", ""
+
+    kube.cluster.on_exec(rerun)
+    settings = kube.settings.model_copy(update={"kube_namespace": NAMESPACE})
+    backend = backend_module.KubernetesBackend(
+        settings, KubeApi(settings, _client(kube.url)), PodCache(kube.store.redis)
+    )
+    ctx = replace(context(name=name), log_dir=tmp_path / "logs")
+    names = ["app.Cart.flaky[$(touch pwned)]", "-x"]
+    assert backend.rerun_status(ctx) is None
+    backend.start_rerun(ctx, ["python3", "run_tests.py", *names])
+    backend.start_rerun(ctx, ["python3", "run_tests.py", *names])  # the look ran twice: one exec
+    status = backend.rerun_status(ctx)
+    assert status is not None and status.exit_code == 3
+    assert "rerun says hello" in status.log_path.read_text()
+    mount = ctx.config.volume.mount_path
+    assert seen == [["sh", "-c", RERUN_SCRIPT, "podci-rerun", mount, "python3", "run_tests.py", *names]]
+    kube.cluster.on_exec(None)
+    cancel(kube.app, kube.store, record.id, "the test")  # the pod was only needed for the exec
+    assert wait_for(kube.store, record.id, timeout=90).state is BuildState.stopped
+    assert leftovers(kube, name, deadline=90) == []

@@ -472,6 +472,7 @@ def test_failing_tests_come_first_with_their_text_and_log_lines(site: Site) -> N
     assert section < text.index('<dl class="facts">') and section < text.index("<h2>Timeline</h2>")
     assert text.index("<h2>Failing tests</h2>") == text.index("<h2>")
     failing = text[section : text.index("</section>", section)]
+    assert '<li id="test-1">' in failing  # where the test's annotation on the pull request links
     assert FAILED_TEST in failing and "expected &lt;status&gt;401&lt;/status&gt;" in failing
     assert 'File "tests/test_login.py", line 9' in failing.replace("&#34;", '"')  # the failure's text
     # The lines around it, found in the full log from the log store (not in the record's tail).

@@ -309,7 +309,10 @@ def test_a_failing_build_leaves_a_report_with_an_annotation_per_failed_test_and_
         ("tests/test_counter.py", 12),  # from the traceback
         ("tests/test_counter.py", 20),  # from the JUnit attributes
     ]
-    assert all(n["link"] == f"{stack.api}/builds/{first.id}#failing-tests" for n in notes)
+    anchors = {n["link"].removeprefix(f"{stack.api}/builds/{first.id}#") for n in notes}
+    assert anchors == {"test-1", "test-2"}  # the page at each test
+    page = httpx.get(f"{stack.api}/builds/{first.id}", headers={"Authorization": f"Bearer {UI_TOKEN}"})
+    assert all(f'id="{anchor}"' in page.text for anchor in anchors)
 
     flag.write_text("the retry sees one failure\n")
     retried = httpx.post(

@@ -30,6 +30,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
 from schemas.action import may_cancel, retry_refusal
+from schemas.names import failure_anchor
 from schemas.public import Redactor
 from schemas.record import BuildRecord, BuildState, TestCaseFailure, utcnow
 from store.builds import BuildStore
@@ -169,6 +170,7 @@ def make_env(csrf_token: Callable[[Request], str]) -> Environment:
     env.filters["seconds"] = lambda value: "" if value is None else format_seconds(value)
     env.filters["when"] = when
     env.filters["segment"] = lambda value: quote(value, safe="")  # one path segment: a build id
+    env.globals["failure_anchor"] = failure_anchor
     env.filters["clip"] = clip
     env.filters["log_href"] = log_href
     env.filters["repo_path"] = repo_path

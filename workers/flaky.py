@@ -64,10 +64,3 @@ def rerun_tests(config: RepoConfig, result: TestResult, summary: JUnitSummary | 
 def rerun_warning(tests: list[str]) -> str:
     shown = ", ".join(tests[:WARNING_NAMES_MAX]) + (" and more" if len(tests) > WARNING_NAMES_MAX else "")
     return f"passed only on rerun: {len(tests)} known-flaky test(s) failed, then passed run again: {shown}"
-
-
-def unsupported_warning(backend: str) -> str:
-    return (
-        f"`flaky.rerun` is set, but the {backend} backend cannot rerun tests yet: "
-        "the known-flaky failures were not run again"
-    )

@@ -210,9 +210,6 @@ def run_tests(rt: Runtime, record: BuildRecord) -> Outcome:
         return Done("tests passed", RanTests(result))
     reason = status.reason or f"tests failed with exit code {status.exit_code}"
     again = flaky.rerun_tests(ctx.config, result, summary)
-    if again is not None and not rt.backend.can_rerun:
-        warning = flaky.unsupported_warning(rt.backend.name)
-        return Stop(BuildState.failed, reason, RanTests(result, (warning,)))
     if again is not None:
         # Kept in the record before the rerun starts: its report may overwrite this run's.
         kept = result.model_copy(update={"rerun": Rerun(tests=again)})

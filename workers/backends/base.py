@@ -127,9 +127,6 @@ class ClusterBackend(Protocol):
 
     def test_status(self, ctx: BuildContext) -> TestStatus | None: ...
 
-    # Whether `start_rerun` works here; without it a repository's `flaky.rerun` is only a warning.
-    can_rerun: bool
-
     def start_rerun(self, ctx: BuildContext, argv: list[str]) -> None:
         """Run `argv` (known-flaky failed tests, again) as the tests ran: same container, same
         workspace; once per build, like `start_tests`."""

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import quote
 
+from schemas.names import failure_anchor
 from schemas.record import BuildRecord, BuildState, TestCaseFailure
 from workers.reporters import status
 from workers.reporters.places import Place, place
@@ -265,9 +266,10 @@ def _server_annotation(index: int, failure: TestCaseFailure, where: Place, url: 
 
 def annotation_bodies(record: BuildRecord, public_url: str, product: Product) -> list[dict[str, Any]]:
     """One per failed test the record keeps, at most the report's cap."""
-    url = status.build_url(record, public_url)
+    page = status.build_url(record, public_url).partition("#")[0]
     made: list[dict[str, Any]] = []
     for index, (failure, where) in enumerate(_placed(record)):
+        url = f"{page}#{failure_anchor(index)}"  # the page at that test
         if product == "cloud":
             made.append(_cloud_annotation(index, failure, where, url))
         elif where is not None:

@@ -31,6 +31,8 @@ from workers.backends.kubernetes.names import (
     BUNDLE,
     CHECKOUT_CONTAINER,
     RECEIVE_SCRIPT,
+    RERUN_NOT_RUN,
+    RERUN_SCRIPT,
     START_TESTS_SCRIPT,
 )
 from workers.backends.kubernetes.objects import make_pod, make_pv, make_pvc, make_service
@@ -221,18 +223,32 @@ class KubernetesBackend:
             raise TransientError(f"starting the tests failed with exit code {code}: {output[-300:]}")
         self.cache.redis.set(marker, "started", ex=_DAY)
 
-    # The tests run through the agent container, which reports one command's end; a second command
-    # in the same pod needs its own report first. Until then `flaky.rerun` is a warning here.
-    can_rerun = False
-    RERUN_UNSUPPORTED = (
-        "rerunning failed tests (`flaky.rerun`) is not supported on the Kubernetes backend yet"
-    )
-
+    # The known-flaky failures run again (`.podci.yml` `flaky.rerun`) through one exec in the test
+    # container that lasts as long as they do: the agent has reported the tests' end and exited, so no
+    # pod event would say when a detached rerun ends. A few tests hold a worker slot (under its lease)
+    # for their run; a worker that dies meanwhile leaves the step to run again, rerun included.
     def start_rerun(self, ctx: BuildContext, argv: list[str]) -> None:
-        raise PermanentError(self.RERUN_UNSUPPORTED)
+        exit_file = ctx.log_dir / "rerun.exit"
+        if exit_file.is_file():
+            return
+        mount = ctx.config.volume.mount_path
+        command = ["sh", "-c", RERUN_SCRIPT, "podci-rerun", mount, *argv]
+        try:
+            code, output = self.api.exec(
+                attempt_name(ctx.name, ctx.attempt), ctx.config.test.container, command,
+                timeout=ctx.config.timeouts.tests,
+            )  # fmt: skip
+        except (PodGone, NotRunning) as gone:  # the first run's failures stand
+            code, output = RERUN_NOT_RUN, f"[the tests could not be run again: {gone}]\n"
+        ctx.log_dir.mkdir(parents=True, exist_ok=True)
+        write_atomic(ctx.log_dir / "rerun.log", mask(output, self.secrets))
+        write_atomic(exit_file, str(code))
 
     def rerun_status(self, ctx: BuildContext) -> TestStatus | None:
-        raise PermanentError(self.RERUN_UNSUPPORTED)
+        exit_file = ctx.log_dir / "rerun.exit"
+        if not exit_file.is_file():
+            return None
+        return TestStatus(int(exit_file.read_text()), ctx.log_dir / "rerun.log")
 
     def test_status(self, ctx: BuildContext) -> TestStatus | None:
         state = self._state(ctx)

@@ -124,3 +124,9 @@ while :; do
 done
 echo "PODCI-EXIT $(cat "$d/tests.exit")"
 """
+
+
+# The rerun of known-flaky failed tests: `sh -c RERUN_SCRIPT podci-rerun <workspace> <argv...>`, in
+# the test container, its output the exec's. The tests' names are arguments, never part of a script.
+RERUN_SCRIPT = 'cd "$1" || exit 125; shift; exec "$@" 2>&1'
+RERUN_NOT_RUN = 125  # the exit code of a rerun that could not start (the pod went, say)

@@ -312,8 +312,6 @@ class LocalBackend:
     def test_status(self, ctx: BuildContext) -> TestStatus | None:
         return self._command_status(ctx, TESTS)
 
-    can_rerun = True
-
     def start_rerun(self, ctx: BuildContext, argv: list[str]) -> None:
         """Like the tests: the same container's environment, the workspace, a launcher that wakes."""
         container = ctx.pod.container(ctx.config.test.container)
