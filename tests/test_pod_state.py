@@ -17,6 +17,7 @@ from workers.backends.kubernetes.pod_state import (
     exit_code_from_agent_log,
     strip_exit_mark,
     wake_signal,
+    without_exit_mark,
 )
 
 NOW = datetime(2024, 5, 1, 12, 10, tzinfo=UTC)
@@ -735,3 +736,15 @@ def test_the_watch_wakes_a_step_only_when_a_decision_can_change(
     before: Json, after: Json, wakes: bool
 ) -> None:
     assert (wake_signal(before) != wake_signal(after)) is wakes
+
+
+@pytest.mark.parametrize(
+    ("chunks", "out"),
+    [([b"line 1\nli", b"ne 2\n", b"PODCI-EXIT 0\n"], [b"line 1\n", b"line 2\n"]),
+     ([b"a\nPODCI-EXIT 3"], [b"a\n"]),  # the mark without its line end, at the very end
+     ([b"no end"], [b"no end"]),  # a last line the tests left unended is still given out
+     ([b"x\n", b"", b"PODCI-EXIT 1\ny\n"], [b"x\n", b"y\n"]),
+     ([b"say PODCI-EXIT 0 here\n"], [b"say PODCI-EXIT 0 here\n"])],  # only a whole line is the mark
+)  # fmt: skip
+def test_the_live_test_log_leaves_out_the_agent_s_exit_mark(chunks: list[bytes], out: list[bytes]) -> None:
+    assert list(without_exit_mark(chunks)) == out

@@ -45,6 +45,7 @@ from workers.backends.kubernetes.pod_state import (
     sign_of,
     strip_exit_mark,
     wake_signal,
+    without_exit_mark,
 )
 from workers.backends.kubernetes.policy import check_policy
 from workers.backends.kubernetes.watch import PodCache
@@ -298,7 +299,7 @@ class KubernetesBackend:
         pod = attempt_name(ctx.name, ctx.attempt)
         while True:
             seen = 0
-            for data in self.api.follow_log(pod, AGENT_CONTAINER):
+            for data in without_exit_mark(self.api.follow_log(pod, AGENT_CONTAINER)):
                 if seen + len(data) > skip:
                     yield data[max(skip - seen, 0) :]
                     skip = seen + len(data)

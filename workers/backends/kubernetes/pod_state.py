@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -45,6 +46,7 @@ _NODE_GONE = frozenset(
 )
 
 _MARK = re.compile(rf"{re.escape(EXIT_MARK)} (\d+)\s*\Z")
+_MARK_LINE = re.compile(rb"%s \d+\s*" % re.escape(EXIT_MARK.encode()))
 
 
 @dataclass(frozen=True)
@@ -360,3 +362,19 @@ def sign_of(signal: tuple[Any, ...]) -> str:
     The watch caches it beside each build's pod and a parked look keeps the one it saw, so a safety
     look can ask Redis whether anything a look acts on changed, without running the look."""
     return hashlib.blake2b(repr(signal).encode(), digest_size=8).hexdigest()
+
+
+def without_exit_mark(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """The agent's log as the tests wrote it: whole lines as they come, and not the agent's own last
+    line (`PODCI-EXIT <code>`), which is podci's, not the tests'. A line is held until its end comes,
+    so what is given out always ends at a line end, except a last line the tests left unended."""
+    held = b""
+    for chunk in chunks:
+        held += chunk
+        end = held.rfind(b"\n") + 1
+        lines, held = held[:end], held[end:]
+        kept = b"".join(line for line in lines.splitlines(keepends=True) if not _MARK_LINE.fullmatch(line))
+        if kept:
+            yield kept
+    if held and not _MARK_LINE.fullmatch(held):
+        yield held
