@@ -242,7 +242,8 @@ class Envelope:
             return self.ignored(
                 "the comment does not say /podci ok-to-test on a line of its own (nor /podci retest)"
             )
-        who = next((identity for identity in actor if identity), "unknown")
+        # a payload's name may be blank or padded: the sentence starts with a name, never with spaces
+        who = next((identity.strip() for identity in actor if identity.strip()), "unknown")
         if not options.trusted_person(actor):
             return self.ignored(
                 f"{clip(who)} is not trusted (PODCI_TRUSTED_AUTHORS): only a trusted person's "

@@ -123,12 +123,16 @@ def test_a_retry_pins_the_commits_the_build_resolved(
       "trusted person's /podci retest starts a build"),
      ("please /podci retest", ("bruno",), Action.ignored, "does not say /podci ok-to-test on a line"),
      ("/podci ok-to-test\n/podci retest", ("bruno",), Action.approve, "approved pull request #5"),
-     ("/podci ok-to-test", ("chen",), Action.ignored, "only a trusted person's /podci ok-to-test")],
+     ("/podci ok-to-test", ("chen",), Action.ignored, "only a trusted person's /podci ok-to-test"),
+     # a blank or padded name from the payload: the sentence still starts with a name
+     ("/podci retest", ("  ", " chen "), Action.ignored, "chen is not trusted"),
+     ("/podci retest", ("  ",), Action.ignored, "unknown is not trusted")],
 )  # fmt: skip
 def test_pull_request_comments(text: str, actor: tuple[str, ...], action: Action, words: str) -> None:
     envelope = Envelope("bitbucket-server", "pr:comment:added", "d-1")
     decision = envelope.comment(text, "TEAM/webapp", 5, actor, ParseOptions(trusted_authors=("bruno",)))
-    assert decision.action is action and words in decision.reason
+    assert decision.action is action and decision.reason.startswith(decision.reason.strip())
+    assert words in decision.reason
     assert decision.actor == ("bruno" if action is not Action.ignored else None)
 
 
