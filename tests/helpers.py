@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -152,3 +154,20 @@ class TaskMessages:
         """Messages per task name whose first argument is the build."""
         with self.lock:
             return Counter(name for name, args in self.seen if args.startswith(f"['{build_id}'"))
+
+
+def slow_git(bin_dir: Path, log: Path, seconds: float) -> Path:
+    """A directory holding a `git` that notes every fetch in `log` and waits `seconds` before it, then
+    runs the real one: a checkout over a slow link. Put it first on the worker's PATH."""
+    real = shutil.which("git")
+    assert real is not None
+    bin_dir.mkdir(parents=True)
+    script = bin_dir / "git"
+    fetching = f"echo fetch >> {log}; sleep {seconds}; break"
+    script.write_text(
+        "#!/bin/sh\n"
+        f'for word in "$@"; do if [ "$word" = fetch ]; then {fetching}; fi; done\n'
+        f'exec {real} "$@"\n'
+    )
+    script.chmod(script.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    return bin_dir

@@ -32,8 +32,9 @@ import pytest
 import yaml
 
 from dispatch.app import QUEUE_NEW, QUEUE_STEPS
-from podci.cli import cli
+from podci.cli import cli, option_env_names
 from podci.embedded import free_port, stop_process_group
+from podci.env_check import setting_names
 from schemas.settings import Settings
 from tests.helpers import wait_until
 
@@ -58,20 +59,6 @@ def _target_id(path: Path) -> str:
 
 
 # --- what the code offers ----------------------------------------------------------------------------
-
-
-def settings_env_names() -> set[str]:
-    return {"PODCI_" + name.upper() for name in Settings.model_fields}
-
-
-def click_env_names() -> set[str]:
-    """Environment variables that `podci` options read themselves (e.g. PODCI_FLOWER_BASIC_AUTH)."""
-    names: set[str] = set()
-    for command in cli.commands.values():
-        for param in command.params:
-            envvar = getattr(param, "envvar", None)
-            names.update([envvar] if isinstance(envvar, str) else envvar or [])
-    return names
 
 
 def check_podci_argv(argv: list[str], where: str) -> None:
@@ -310,7 +297,7 @@ def test_the_configmap_holds_real_settings_that_parse(
     rendered: list[Obj], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     data = one(rendered, "ConfigMap", "podci-config")["data"]
-    unknown = set(data) - settings_env_names()
+    unknown = set(data) - setting_names()
     assert not unknown, f"not PODCI_* settings of schemas/settings.py: {sorted(unknown)}"
     for name in list(os.environ):
         if name.startswith("PODCI_"):
@@ -351,7 +338,7 @@ def test_secrets_are_templates_that_the_manifests_use_but_never_apply(base: list
     }
     assert not find(base, "Secret"), "kubectl apply -k must never overwrite the operator's secrets"
     # AWS_*: the log store's credentials, read by boto3 (docs/operations.md, "The log store").
-    allowed = settings_env_names() | click_env_names() | {"REDIS_PASSWORD", *LOG_STORE_CREDENTIALS}
+    allowed = setting_names() | option_env_names() | {"REDIS_PASSWORD", *LOG_STORE_CREDENTIALS}
     for name, secret in templates.items():
         kubernetes_validate.validate(secret, K8S, strict=True)
         for key, value in secret["stringData"].items():
@@ -611,7 +598,7 @@ def test_compose_secrets_are_required_with_a_reason() -> None:
 
 
 def test_compose_env_names_are_real_settings() -> None:
-    known = settings_env_names() | click_env_names()
+    known = setting_names() | option_env_names()
     for name, svc in podci_services(compose()).items():
         env = svc["environment"]
         unknown = {key for key in env if key.startswith("PODCI_")} - known

@@ -8,8 +8,6 @@ re-sent after 2 s and two checkouts deleted each other's directory.
 from __future__ import annotations
 
 import os
-import shutil
-import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,27 +21,11 @@ from schemas.record import BuildState
 from schemas.settings import Settings
 from store.builds import BuildStore
 from testkit.gitrepo import Repo
-from tests.helpers import Worker, leftovers, wait_for
+from tests.helpers import Worker, leftovers, slow_git, wait_for
 from tests.test_builds import request
 from tests.test_webhooks import other_db
 
 FETCH_SECONDS = 90
-
-
-def slow_git(bin_dir: Path, log: Path) -> Path:
-    """A `git` that waits before every fetch and notes it, then runs the real one."""
-    real = shutil.which("git")
-    assert real is not None
-    bin_dir.mkdir(parents=True)
-    script = bin_dir / "git"
-    fetching = f"echo fetch >> {log}; sleep {FETCH_SECONDS}; break"
-    script.write_text(
-        "#!/bin/sh\n"
-        f'for word in "$@"; do if [ "$word" = fetch ]; then {fetching}; fi; done\n'
-        f'exec {real} "$@"\n'
-    )
-    script.chmod(script.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
-    return bin_dir
 
 
 @pytest.fixture
@@ -51,7 +33,7 @@ def slow(
     settings: Settings, worker_env: dict[str, str], tmp_path: Path
 ) -> Iterator[tuple[Settings, Path, Worker]]:
     fetches = tmp_path / "fetches.log"
-    bin_dir = slow_git(tmp_path / "bin", fetches)
+    bin_dir = slow_git(tmp_path / "bin", fetches, FETCH_SECONDS)
     configured = other_db(settings, 11, stall_grace=2, reconcile_interval=0.2, state_dir=tmp_path / "state")
     env = {
         **worker_env, "PODCI_REDIS_URL": configured.require_redis_url(), "PODCI_STALL_GRACE": "2",

@@ -8,9 +8,7 @@ or one server restarted on its port); every worker is a real `podci worker --bea
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import stat
 import subprocess
 import sys
 import time
@@ -30,7 +28,7 @@ from store.builds import BuildStore
 from store.connection import connect, connect_to
 from testkit.gitrepo import Repo
 from testkit.sentinel import RedisNode, Sentinels, sentinels
-from tests.helpers import Worker, leftovers, wait_for, wait_until
+from tests.helpers import Worker, leftovers, slow_git, wait_for, wait_until
 from tests.test_builds import request
 
 FAST = {"stall_grace": "3", "reconcile_interval": "1", "teardown_grace": "1", "transient_retries": "2"}
@@ -141,28 +139,12 @@ def _clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("PODCI_")}
 
 
-def _slow_git(bin_dir: Path, log: Path) -> Path:
-    """A `git` whose fetch notes itself and waits, then runs the real one (a slow link)."""
-    real = shutil.which("git")
-    assert real is not None
-    bin_dir.mkdir(parents=True)
-    script = bin_dir / "git"
-    fetching = f"echo fetch >> {log}; sleep {FETCH_SECONDS}; break"
-    script.write_text(
-        "#!/bin/sh\n"
-        f'for word in "$@"; do if [ "$word" = fetch ]; then {fetching}; fi; done\n'
-        f'exec {real} "$@"\n'
-    )
-    script.chmod(script.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
-    return bin_dir
-
-
 def _worker(tmp_path: Path, url: str, master: str | None) -> tuple[Settings, Worker]:
     values = {**FAST, "redis_url": url, "state_dir": str(tmp_path / "state")}
     if master:
         values["redis_sentinel_master"] = master
     settings = Settings(**values)  # type: ignore[arg-type]
-    slow = _slow_git(tmp_path / "bin", tmp_path / "fetches.log")
+    slow = slow_git(tmp_path / "bin", tmp_path / "fetches.log", FETCH_SECONDS)
     env = {**_clean_env(), **{f"PODCI_{k.upper()}": v for k, v in values.items()},
            "PATH": f"{slow}{os.pathsep}{os.environ['PATH']}"}  # fmt: skip
     return settings, Worker(env, tmp_path / "worker.log")
