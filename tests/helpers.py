@@ -114,12 +114,12 @@ def leftovers(state_dir: Path, record: BuildRecord) -> list[str]:
 
 
 class TaskMessages:
-    """Every task message a worker receives, as Celery's own `task-received` events report it (the
-    events Flower shows): what a build cost in messages, counted by the worker, not by podci."""
+    """Every task event the workers send (`task-received`, `-started`, `-succeeded`...), as Celery
+    reports them to Flower: what a build cost in messages, counted by the worker, not by podci."""
 
     def __init__(self, app: Celery) -> None:
         self.app, self.lock = app, threading.Lock()
-        self.seen: list[tuple[str, str]] = []  # (task name, repr of its args)
+        self.events: list[dict[str, Any]] = []
         self.ready, self.thread = threading.Event(), threading.Thread(target=self._capture, daemon=True)
         self.receiver: Any = None
 
@@ -143,17 +143,26 @@ class TaskMessages:
                 messages.ready.set()
 
         with self.app.connection_for_read() as connection:
-            self.receiver = Receiver(connection, handlers={"task-received": self._received})
+            self.receiver = Receiver(connection, handlers={"*": self._seen})
             self.receiver.capture(limit=None, timeout=None, wakeup=False)
 
-    def _received(self, event: dict[str, Any]) -> None:
+    def _seen(self, event: dict[str, Any]) -> None:
+        if str(event.get("type", "")).startswith("task-"):
+            with self.lock:
+                self.events.append(event)
+
+    def all(self) -> list[dict[str, Any]]:
         with self.lock:
-            self.seen.append((str(event.get("name")), str(event.get("args"))))
+            return list(self.events)
+
+    def received(self) -> list[dict[str, Any]]:
+        """The `task-received` events: one per message a worker took."""
+        return [e for e in self.all() if e["type"] == "task-received"]
 
     def of(self, build_id: str) -> Counter[str]:
         """Messages per task name whose first argument is the build."""
-        with self.lock:
-            return Counter(name for name, args in self.seen if args.startswith(f"['{build_id}'"))
+        prefix = f"['{build_id}'"
+        return Counter(str(e.get("name")) for e in self.received() if str(e.get("args")).startswith(prefix))
 
 
 def slow_git(bin_dir: Path, log: Path, seconds: float) -> Path:

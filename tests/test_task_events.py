@@ -4,10 +4,8 @@ names the build, and the reconciler, which beat runs every few seconds, sends no
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from celery import Celery
@@ -17,56 +15,16 @@ from schemas.record import BuildState, Step
 from schemas.settings import Settings
 from store.builds import BuildStore
 from testkit.gitrepo import Repo
-from tests.helpers import wait_for, wait_until
+from tests.helpers import TaskMessages, wait_for, wait_until
 from tests.test_builds import request
 
 pytestmark = pytest.mark.usefixtures("worker")
 
 
-class TaskEvents:
-    """Every task event the workers send (`task-received`, `-started`, `-succeeded`, ...)."""
-
-    def __init__(self, app: Celery) -> None:
-        self.app, self.lock = app, threading.Lock()
-        self.events: list[dict[str, Any]] = []
-        self.ready = threading.Event()
-        self.receiver: Any = None
-        self.thread = threading.Thread(target=self._capture, daemon=True)
-
-    def _capture(self) -> None:
-        events = self
-
-        class Receiver(self.app.events.Receiver):  # type: ignore[misc, name-defined]
-            def on_consume_ready(self, *args: Any, **kwargs: Any) -> None:
-                super().on_consume_ready(*args, **kwargs)
-                events.ready.set()
-
-        with self.app.connection_for_read() as connection:
-            self.receiver = Receiver(connection, handlers={"*": self._seen})
-            self.receiver.capture(limit=None, timeout=None, wakeup=False)
-
-    def _seen(self, event: dict[str, Any]) -> None:
-        if str(event.get("type", "")).startswith("task-"):
-            with self.lock:
-                self.events.append(event)
-
-    def received(self) -> list[dict[str, Any]]:
-        with self.lock:
-            return [e for e in self.events if e["type"] == "task-received"]
-
-    def all(self) -> list[dict[str, Any]]:
-        with self.lock:
-            return list(self.events)
-
-
 @pytest.fixture
-def task_events(app: Celery) -> Iterator[TaskEvents]:
-    events = TaskEvents(app)
-    events.thread.start()
-    assert events.ready.wait(30), "the event receiver did not start"
-    yield events
-    events.receiver.should_stop = True
-    events.thread.join(10)
+def task_events(app: Celery) -> Iterator[TaskMessages]:
+    with TaskMessages(app) as events:
+        yield events
 
 
 def reconciles_in_log(log: Path) -> int:
@@ -75,7 +33,7 @@ def reconciles_in_log(log: Path) -> int:
 
 
 def test_steps_name_their_build_and_the_reconciler_sends_no_task_events(
-    task_events: TaskEvents, app: Celery, store: BuildStore, settings: Settings, state_dir: Path,
+    task_events: TaskMessages, app: Celery, store: BuildStore, settings: Settings, state_dir: Path,
     tmp_path: Path,
 ) -> None:  # fmt: skip
     log = state_dir / "worker.log"
